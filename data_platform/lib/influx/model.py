@@ -1,0 +1,70 @@
+"""The shapes that flow from an InfluxDB source to the warehouse writer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+FieldValue = float | int | bool | str | None
+
+Tags = tuple[tuple[str, str], ...]
+"""A series' tag set: (key, value) pairs sorted by key, empty values left out."""
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A half-open time window [start, end) in UTC."""
+
+    start: datetime
+    end: datetime
+
+    def __str__(self) -> str:
+        return f"[{self.start.isoformat()}, {self.end.isoformat()})"
+
+    @property
+    def start_ns(self) -> int:
+        return to_epoch_ns(self.start)
+
+    @property
+    def end_ns(self) -> int:
+        return to_epoch_ns(self.end)
+
+
+@dataclass(slots=True)
+class SeriesBatch:
+    """Points of one series (measurement + tag set), as InfluxDB returns them.
+
+    `columns` are the field names; each row of `rows` is `[time_ns, value_1, value_2, ...]`
+    aligned with `columns`, `None` where a point has no value for that field.
+    """
+
+    measurement: str
+    tags: Tags
+    columns: tuple[str, ...]
+    rows: list[list[FieldValue]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldInfo:
+    """A field of a measurement and its InfluxDB type (float, integer, unsigned, boolean, string)."""
+
+    measurement: str
+    field: str
+    influx_type: str
+
+
+def to_epoch_ns(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        raise ValueError(f"naive datetime {moment!r}: windows are always timezone-aware (UTC)")
+    delta = moment - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def normalize_tags(tags: dict[str, str] | None) -> Tags:
+    if not tags:
+        return ()
+    return tuple(sorted((k, v) for k, v in tags.items() if v not in (None, "")))
+
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
