@@ -1,8 +1,37 @@
+"""The code location: every defs.yaml, plus platform-wide policy, resources and sensors."""
+
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
 
+from data_platform.lib.warehouse import WarehouseResource
+from data_platform.utils.environment_helpers import get_environment
+from data_platform.utils.source_code import with_code_references
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Where an asset sets no freshness policy of its own.
+DEFAULT_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=26), warn_window=timedelta(hours=6)
+)
+
+
+def with_default_freshness(spec: dg.AssetSpec) -> dg.AssetSpec:
+    if spec.freshness_policy is not None:
+        return spec
+    return spec.replace_attributes(freshness_policy=DEFAULT_FRESHNESS)
+
+
+def platform_resources() -> dict[str, object]:
+    """Resources per deployment; secrets are EnvVars, resolved only when a run starts."""
+    pool_size = 8 if get_environment() in ("prod", "staging") else 4
+    return {"warehouse": WarehouseResource(url=dg.EnvVar("WAREHOUSE_URL"), max_connections=pool_size)}
+
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+    sources = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+    platform = dg.Definitions(resources=platform_resources())
+    merged = dg.Definitions.merge(sources, platform).map_asset_specs(func=with_default_freshness)
+    return with_code_references(merged, PROJECT_ROOT)

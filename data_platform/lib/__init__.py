@@ -1,1 +1,3 @@
-"""Reusable components of the platform."""
+"""Reusable components of the platform, referenced from YAML as `data_platform.lib.<Name>`."""
+
+from data_platform.lib.influx.component import InfluxIngestComponent as InfluxIngestComponent

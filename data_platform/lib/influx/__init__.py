@@ -1,0 +1,1 @@
+"""InfluxDB sources: a server's v1 `/query` API or line-protocol export files."""

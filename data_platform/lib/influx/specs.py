@@ -1,0 +1,357 @@
+"""YAML-facing settings of `InfluxIngestComponent`, validated when definitions load."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+import dagster as dg
+from pydantic import Field, field_validator, model_validator
+
+Granularity = Literal["15min", "hourly", "daily"]
+
+GRANULARITY_CRON: dict[str, str] = {
+    "15min": "*/15 * * * *",
+    "hourly": "0 * * * *",
+    "daily": "0 0 * * *",
+}
+GRANULARITY_FORMAT: dict[str, str] = {
+    "15min": "%Y-%m-%d-%H:%M",
+    "hourly": "%Y-%m-%d-%H:%M",
+    "daily": "%Y-%m-%d",
+}
+GRANULARITY_WIDTH: dict[str, timedelta] = {
+    "15min": timedelta(minutes=15),
+    "hourly": timedelta(hours=1),
+    "daily": timedelta(days=1),
+}
+
+_DURATION = re.compile(
+    r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hr|hrs|hours?|d|days?|w|weeks?)\s*$",
+    re.IGNORECASE,
+)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SOURCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
+
+
+def parse_duration(text: str, setting: str) -> timedelta:
+    """`90s`, `15 minutes`, `2h`, `1 day`, `1w` -> timedelta; a clear error names the setting."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(
+            f"{setting}: {text!r} is not a duration; write a number and a unit, "
+            "e.g. '30s', '15 minutes', '2h', '1 day'"
+        )
+    number, unit = match.groups()
+    return timedelta(seconds=float(number) * _UNIT_SECONDS[unit[0].lower()])
+
+
+def parse_start(text: str) -> datetime:
+    for fmt in (
+        "%Y-%m-%d",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d-%H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+    ):
+        try:
+            return datetime.strptime(text.strip().removesuffix("Z"), fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    raise ValueError(
+        f"partitions.start: {text!r} is not a date; write 'YYYY-MM-DD' or 'YYYY-MM-DD HH:MM' (UTC)"
+    )
+
+
+class InfluxServerSpec(dg.Resolvable, dg.Model):
+    """Where and how to read an InfluxDB server through its v1 `/query` API."""
+
+    url: str = Field(
+        description="Base URL of the server (1.x, 2.x or 3.x): scheme, host and port.",
+        examples=["http://localhost:8086", "{{ env.INFLUX_URL or 'http://localhost:8086' }}"],
+    )
+    database: str = Field(
+        description="1.x database, 2.x bucket (through its DBRP mapping) or 3.x database.",
+        examples=["plant_north", "{{ env.INFLUX_DATABASE or 'plant_north' }}"],
+    )
+    retention_policy: str | None = Field(
+        default=None,
+        description="Retention policy to read (1.x/2.x DBRP); the database default when unset.",
+        examples=["autogen"],
+    )
+    username_env: str | None = Field(
+        default=None,
+        description="Name of the environment variable holding the user name (basic auth), "
+        "read at run time.",
+        examples=["INFLUX_USERNAME"],
+    )
+    password_env: str | None = Field(
+        default=None,
+        description="Name of the environment variable holding the password, read at run time.",
+        examples=["INFLUX_PASSWORD"],
+    )
+    token_env: str | None = Field(
+        default=None,
+        description="Name of the environment variable holding an API token (2.x/3.x), read at "
+        "run time. Used instead of user name and password.",
+        examples=["INFLUX_TOKEN"],
+    )
+    format: Literal["auto", "msgpack", "csv", "json"] = Field(
+        default="auto",
+        description="Response format; `auto` asks for msgpack and falls back to CSV, then JSON.",
+    )
+    chunk_size: int = Field(
+        default=10_000,
+        ge=100,
+        le=1_000_000,
+        description="Points per streamed chunk: memory stays bounded by it, not by the window.",
+    )
+    timeout_seconds: float = Field(
+        default=300.0, gt=0, description="Read timeout of one query, in seconds."
+    )
+    verify_tls: bool = Field(default=True, description="Verify the server's TLS certificate.")
+    ca_cert: str | None = Field(
+        default=None, description="Path of a CA bundle for a server with a private CA."
+    )
+    pool: str | None = Field(
+        default=None,
+        description="Dagster concurrency pool that caps simultaneous queries to this server "
+        "(default: one pool per server host and port).",
+        examples=["influx_plant_north"],
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        value = value.strip()
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(
+                f"influx.url: {value!r} is not an http(s) URL; write e.g. "
+                "'http://localhost:8086' (or set INFLUX_URL when the YAML reads it)"
+            )
+        if "@" in value.split("//", 1)[1].split("/", 1)[0]:
+            raise ValueError(
+                "influx.url: credentials in the URL are not allowed (they would be logged); "
+                "use username_env/password_env or token_env"
+            )
+        return value.rstrip("/")
+
+    @field_validator("database")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError(
+                "influx.database is empty; name the database or bucket (or set INFLUX_DATABASE "
+                "when the YAML reads it)"
+            )
+        return value
+
+    @field_validator("username_env", "password_env", "token_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.match(value):
+            raise ValueError(
+                f"{value!r} is not an environment variable name: the *_env settings take the "
+                "variable's NAME (e.g. INFLUX_PASSWORD), never the secret itself"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _auth(self) -> InfluxServerSpec:
+        if self.token_env and (self.username_env or self.password_env):
+            raise ValueError("influx: set either token_env or username_env/password_env, not both")
+        if bool(self.username_env) != bool(self.password_env):
+            raise ValueError("influx: username_env and password_env go together; set both")
+        return self
+
+
+class FilesSpec(dg.Resolvable, dg.Model):
+    """InfluxDB line-protocol export files read instead of a server."""
+
+    paths: list[str] = Field(
+        description="Files or glob patterns (`.lp`, `.lp.gz`), relative to this YAML's folder "
+        "or absolute.",
+        examples=[["exports/*.lp.gz"]],
+    )
+    precision: Literal["ns", "us", "ms", "s"] = Field(
+        default="ns", description="Timestamp precision the files were written with."
+    )
+    on_error: Literal["fail", "skip"] = Field(
+        default="fail",
+        description="`fail` stops at a malformed line (naming file and line); `skip` counts it.",
+    )
+
+    @field_validator("paths")
+    @classmethod
+    def _paths(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("files.paths is empty; list at least one file or glob pattern")
+        return value
+
+
+class MeasurementSpec(dg.Resolvable, dg.Model):
+    """One measurement to ingest, optionally filtered."""
+
+    name: str = Field(description="Measurement name as in InfluxDB.", examples=["inverter"])
+    asset_name: str | None = Field(
+        default=None,
+        description="Last part of the asset key (default: the name made a safe identifier).",
+        examples=["inverter_power"],
+    )
+    fields: list[str] | None = Field(
+        default=None, description="Fields to ingest (default: all).", examples=[["p_ac", "temp"]]
+    )
+    tags: dict[str, list[str]] | None = Field(
+        default=None,
+        description="Keep only series whose tag has one of these values.",
+        examples=[{"site": ["north", "south"]}],
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value:
+            raise ValueError("measurements[].name is empty; name an InfluxDB measurement")
+        return value
+
+    @field_validator("asset_name")
+    @classmethod
+    def _asset_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[A-Za-z0-9_]+$", value):
+            raise ValueError(
+                f"measurements[].asset_name {value!r}: use letters, digits and underscores"
+            )
+        return value
+
+
+class TargetSpec(dg.Resolvable, dg.Model):
+    """Where the values land in the warehouse."""
+
+    schema_: str = Field(
+        default="raw",
+        alias="schema",
+        description="Target schema; use `{{ schema_for('raw') }}` for per-deployment names.",
+        examples=["{{ schema_for('raw') }}"],
+    )
+    table: str = Field(default="influx_hist", description="Narrow value table.")
+    registry_table: str = Field(default="influx_tag", description="Signal registry table.")
+    chunk_interval: str = Field(
+        default="7 days",
+        description="TimescaleDB hypertable chunk interval (ignored on plain PostgreSQL).",
+        examples=["1 day", "7 days"],
+    )
+
+    @field_validator("schema_", "table", "registry_table")
+    @classmethod
+    def _ident(cls, value: str) -> str:
+        if not value or len(value.encode()) > 63 or "\x00" in value:
+            raise ValueError(
+                f"target: {value!r} is not a usable PostgreSQL name (1 to 63 bytes, no NUL)"
+            )
+        return value
+
+    @field_validator("chunk_interval")
+    @classmethod
+    def _chunk(cls, value: str) -> str:
+        parse_duration(value, "target.chunk_interval")
+        return value
+
+
+class PartitionsSpec(dg.Resolvable, dg.Model):
+    """Time partitions: each partition is one window of the source, replaced atomically."""
+
+    start: str = Field(
+        description="First partition (UTC), 'YYYY-MM-DD' or 'YYYY-MM-DD HH:MM'.",
+        examples=["2024-01-01"],
+    )
+    granularity: Granularity = Field(
+        default="hourly", description="Window width: `15min`, `hourly` or `daily`."
+    )
+    end_offset: int = Field(
+        default=0,
+        ge=0,
+        le=24,
+        description="Extra partitions past the last closed one (1 = the open window is a "
+        "partition and gets re-read until it closes).",
+    )
+    lateness: str | None = Field(
+        default=None,
+        description="Also re-read this much before each run's first window, for late points.",
+        examples=["2h"],
+    )
+
+    @field_validator("start")
+    @classmethod
+    def _start(cls, value: str) -> str:
+        moment = parse_start(value)
+        if moment > datetime.now(UTC):
+            raise ValueError(f"partitions.start {value!r} is in the future; pick a past date")
+        return value
+
+    @field_validator("lateness")
+    @classmethod
+    def _lateness(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value, "partitions.lateness")
+        return value
+
+    @property
+    def width(self) -> timedelta:
+        return GRANULARITY_WIDTH[self.granularity]
+
+    def partitions_def(self) -> dg.TimeWindowPartitionsDefinition:
+        return dg.TimeWindowPartitionsDefinition(
+            start=parse_start(self.start),
+            cron_schedule=GRANULARITY_CRON[self.granularity],
+            fmt=GRANULARITY_FORMAT[self.granularity],
+            timezone="UTC",
+            end_offset=self.end_offset,
+        )
+
+
+class ChecksSpec(dg.Resolvable, dg.Model):
+    """Thresholds of the source's asset checks."""
+
+    max_lag: str | None = Field(
+        default=None,
+        description="Newest point older than this fails the lag check (default: two windows "
+        "plus lateness).",
+        examples=["2h"],
+    )
+    gap_factor: float = Field(
+        default=5.0,
+        gt=1.0,
+        description="A series silent for longer than this many times its median interval is a gap.",
+    )
+    min_gap: str = Field(
+        default="5m", description="Silences shorter than this are never reported as gaps."
+    )
+    blocking: bool = Field(
+        default=False,
+        description="A failed reconciliation blocks downstream rollups (ERROR severity).",
+    )
+
+    @field_validator("max_lag", "min_gap")
+    @classmethod
+    def _durations(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value, "checks")
+        return value
+
+
+class AutomationSpec(dg.Resolvable, dg.Model):
+    """When the platform materializes the source by itself."""
+
+    ingest: Literal["cadence", "none"] = Field(
+        default="cadence",
+        description="`cadence`: each window is ingested when it closes (declarative "
+        "automation); `none`: only by hand, schedule or backfill.",
+    )
+    registry_cron: str | None = Field(
+        default="0 3 * * *", description="Cron of the registry refresh; null to disable."
+    )
+
+
+SourceName = Annotated[str, Field(pattern=_SOURCE_NAME.pattern)]

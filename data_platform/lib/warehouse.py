@@ -1,0 +1,107 @@
+"""The warehouse: one PostgreSQL (optionally TimescaleDB) database reached by a libpq URL."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import dagster as dg
+import psycopg
+from psycopg_pool import ConnectionPool
+from pydantic import Field, PrivateAttr
+
+_POOLS: dict[tuple[str, int, bool], ConnectionPool] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password removed, for messages and logs."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "<unparseable warehouse URL>"
+    info.pop("password", None)
+    host = info.get("host", "localhost")
+    return f"postgresql://{info.get('user', '')}@{host}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """A pooled psycopg connection to the warehouse (PostgreSQL or TimescaleDB)."""
+
+    url: str = Field(
+        description="libpq URL or DSN of the warehouse database, read at run time "
+        "(set WAREHOUSE_URL).",
+    )
+    max_connections: int = Field(default=4, description="Pool size per run process.")
+    prepared_statements: bool = Field(
+        default=True,
+        description="Let psycopg prepare repeated statements. Turn off behind poolers in "
+        "transaction mode (PgBouncer) and for engines that share one session between clients.",
+    )
+    _pool: ConnectionPool | None = PrivateAttr(default=None)
+
+    def _get_pool(self) -> ConnectionPool:
+        if self._pool is None:
+            key = (self.url, self.max_connections, self.prepared_statements)
+            with _POOLS_LOCK:
+                pool = _POOLS.get(key)
+                if pool is None or pool.closed:
+                    kwargs: dict[str, Any] = {}
+                    if not self.prepared_statements:
+                        kwargs["prepare_threshold"] = None
+                    pool = ConnectionPool(
+                        self.url,
+                        min_size=0,
+                        max_size=self.max_connections,
+                        kwargs=kwargs,
+                        open=True,
+                        check=ConnectionPool.check_connection,
+                        name="warehouse",
+                    )
+                    _POOLS[key] = pool
+            self._pool = pool
+        return self._pool
+
+    @contextmanager
+    def connection(self, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+        """A pooled connection; the transaction commits on success and rolls back on error."""
+        try:
+            pool = self._get_pool()
+            with pool.connection(timeout=60) as conn:
+                conn.autocommit = autocommit
+                try:
+                    yield conn
+                finally:
+                    if autocommit:
+                        conn.autocommit = False
+        except psycopg.OperationalError as exc:
+            raise WarehouseUnavailable(
+                f"warehouse {redact_url(self.url)} is unreachable: {_first_line(exc)}. "
+                "Check WAREHOUSE_URL and that the server is running."
+            ) from exc
+
+    def connect(self, *, autocommit: bool = False) -> psycopg.Connection:
+        """A dedicated (unpooled) connection, for statements that need their own session."""
+        kwargs: dict[str, Any] = {"autocommit": autocommit}
+        if not self.prepared_statements:
+            kwargs["prepare_threshold"] = None
+        return psycopg.connect(self.url, **kwargs)
+
+
+class WarehouseUnavailable(Exception):
+    """The warehouse could not be reached (transient: a retry may succeed)."""
+
+
+def has_timescaledb(conn: psycopg.Connection) -> str | None:
+    """The installed TimescaleDB extension version, or None on plain PostgreSQL."""
+    row = conn.execute(
+        "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,64 @@
+# data_platform tasks. `just` lists them.
+set dotenv-load := true
+
+export DAGSTER_HOME := env_var_or_default("DAGSTER_HOME", justfile_directory() / ".dagster_home")
+export XDG_RUNTIME_DIR := env_var_or_default("XDG_RUNTIME_DIR", justfile_directory() / ".data/run")
+
+default:
+    @just --list
+
+# Install Python dependencies (uv, from uv.lock) and the servers the tests start.
+sync:
+    uv sync --frozen
+    bash scripts/install-system-deps.sh
+
+# The Dagster UI on the project (http://127.0.0.1:3000).
+dev: sync _home
+    uv run dg dev --host 127.0.0.1 --port 3000
+
+# Everything CI runs: lint, types, YAML and definitions checks, the full test suite.
+ci: sync check
+
+check: ruff pyright check-defs test
+
+ruff:
+    uv run ruff check .
+    uv run ruff format --check .
+
+# Apply ruff's fixes and formatting.
+fmt:
+    uv run ruff check --fix .
+    uv run ruff format .
+
+pyright:
+    uv run pyright
+
+# Validate every defs.yaml and load the definitions with no server and no secret.
+check-defs: _home
+    uv run dg check yaml
+    uv run dg check defs
+
+# The test suite (args go to pytest, e.g. `just test -k ingest`).
+test *args: _home
+    uv run pytest {{args}}
+
+# Regenerate syrupy snapshots after an intended change of the asset graph or DDL.
+snapshot-update:
+    uv run pytest data_platform_tests --snapshot-update -k snapshot
+
+# List the components the platform offers.
+components:
+    uv run dg list components
+
+bench-ingest: sync
+    uv run python scripts/bench_ingest.py
+
+bench-aggregates: sync
+    uv run python scripts/bench_aggregates.py
+
+bench-load: sync
+    uv run python scripts/bench_load.py
+
+_home:
+    @mkdir -p "$DAGSTER_HOME" "$XDG_RUNTIME_DIR"
+    @test -f "$DAGSTER_HOME/dagster.yaml" || printf 'telemetry:\n  enabled: false\n' > "$DAGSTER_HOME/dagster.yaml"
