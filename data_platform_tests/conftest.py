@@ -6,6 +6,8 @@ Every server listens on 127.0.0.1 (or a Unix socket) and lives in a temp directo
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,9 +63,12 @@ def influx_db(influxd: LocalInfluxd) -> str:
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
     """One embedded PostgreSQL for the session; tests get their own database on it."""
-    server = start_postgres(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    # Not under pytest's 0700 temp tree: run as root, the server runs as its own system user.
+    root = Path(tempfile.mkdtemp(prefix="data-platform-pg-"))
+    server = start_postgres(root / "data", cleanup_mode="delete")
     yield server
     server.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
