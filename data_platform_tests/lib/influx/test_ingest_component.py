@@ -67,8 +67,12 @@ def table_rows(conn: psycopg.Connection, schema: str = "raw") -> list[tuple[Any,
 def test_ingest_one_partition_all_field_types(influxd, influx_db, warehouse_url, pg_conn):
     influxd.write_lines(influx_db, "\n".join(plant_lines()))
     with load_yaml_component(attrs(influxd, influx_db)) as (_component, defs):
-        result = run_assets(defs, warehouse_url, partition_key="2024-03-01-00:00",
-                            selection=[dg.AssetKey(["plant", "inverter"]), dg.AssetKey(["plant", "meter"])])
+        result = run_assets(
+            defs,
+            warehouse_url,
+            partition_key="2024-03-01-00:00",
+            selection=[dg.AssetKey(["plant", "inverter"]), dg.AssetKey(["plant", "meter"])],
+        )
     assert result.success
     mats = materializations(result)
     # 60 minutes x 2 devices x 4 fields, and 60 meter values.
@@ -148,7 +152,9 @@ def test_empty_window_succeeds_with_no_rows(influxd, influx_db, warehouse_url, p
     assert pg_conn.execute("SELECT count(*) FROM raw.influx_hist").fetchone() == (0,)
 
 
-def test_backfill_range_runs_as_one_run_in_atomic_slices(influxd, influx_db, warehouse_url, pg_conn):
+def test_backfill_range_runs_as_one_run_in_atomic_slices(
+    influxd, influx_db, warehouse_url, pg_conn
+):
     influxd.write_lines(influx_db, "\n".join(plant_lines(hours=6, step_s=300)))
     with load_yaml_component(attrs(influxd, influx_db)) as (_c, defs):
         result = run_assets(
@@ -174,9 +180,14 @@ def test_all_measurements_as_one_asset_with_filters(influxd, influx_db, warehous
     del config["measurements"]
     with load_yaml_component(config) as (_c, defs):
         keys = {k for a in defs.assets or [] for k in a.keys}  # type: ignore[union-attr]
-        assert keys == {dg.AssetKey(["plant", "influx_hist"]), dg.AssetKey(["plant", "influx_tags"])}
+        assert keys == {
+            dg.AssetKey(["plant", "influx_hist"]),
+            dg.AssetKey(["plant", "influx_tags"]),
+        }
         result = run_assets(defs, warehouse_url, partition_key="2024-03-01-00:00")
-    assert materializations(result)[dg.AssetKey(["plant", "influx_hist"])]["dagster/row_count"] == 540
+    assert (
+        materializations(result)[dg.AssetKey(["plant", "influx_hist"])]["dagster/row_count"] == 540
+    )
 
     filtered = attrs(
         influxd,
@@ -195,7 +206,7 @@ def test_all_measurements_as_one_asset_with_filters(influxd, influx_db, warehous
 
 HOSTILE_MEASUREMENT = 'we"ird; DROP TABLE raw.influx_hist;-- mesure'
 HOSTILE_TAG_KEY = "ta g'--"
-HOSTILE_TAG_VALUE = "va,l=ue \"x\" ' ; /* température */"
+HOSTILE_TAG_VALUE = 'va,l=ue "x" \' ; /* température */'
 HOSTILE_FIELD = 'fi"eld ; DELETE'
 
 
@@ -233,25 +244,38 @@ def test_hostile_identifiers_round_trip(influxd, influx_db, warehouse_url, pg_co
     ).fetchall()
     assert rows == [
         (HOSTILE_MEASUREMENT, {HOSTILE_TAG_KEY: HOSTILE_TAG_VALUE}, HOSTILE_FIELD, 1.25, None),
-        (HOSTILE_MEASUREMENT, {HOSTILE_TAG_KEY: HOSTILE_TAG_VALUE}, "ünï çødé", None,
-         'a "quoted" value'),
+        (
+            HOSTILE_MEASUREMENT,
+            {HOSTILE_TAG_KEY: HOSTILE_TAG_VALUE},
+            "ünï çødé",
+            None,
+            'a "quoted" value',
+        ),
     ]
     assert pg_conn.execute("SELECT to_regnamespace('public')").fetchone() != (None,)
     assert check_results(result)[("plant/hostile", "reconciliation")].passed
 
 
-def test_sub_microsecond_collision_is_refused_or_counted(influxd, influx_db, warehouse_url, pg_conn):
+def test_sub_microsecond_collision_is_refused_or_counted(
+    influxd, influx_db, warehouse_url, pg_conn
+):
     t = ns(T0)
-    influxd.write_lines(influx_db, f"inverter,site=a p=1 {t + 100}\ninverter,site=a p=2 {t + 200}\n")
+    influxd.write_lines(
+        influx_db, f"inverter,site=a p=1 {t + 100}\ninverter,site=a p=2 {t + 200}\n"
+    )
     with load_yaml_component(attrs(influxd, influx_db)) as (_c, defs):
-        result = run_assets(defs, warehouse_url, partition_key="2024-03-01-00:00",
-                            raise_on_error=False)
+        result = run_assets(
+            defs, warehouse_url, partition_key="2024-03-01-00:00", raise_on_error=False
+        )
     assert not result.success
     text = str(result.get_step_failure_events()[0].event_specific_data.error)  # type: ignore[union-attr]
     assert "same microsecond" in text and "keep_first" in text and "plant" in text
     assert pg_conn.execute("SELECT count(*) FROM raw.influx_hist").fetchone() == (0,)
 
-    with load_yaml_component(attrs(influxd, influx_db, on_timestamp_collision="keep_first")) as (_c, defs):
+    with load_yaml_component(attrs(influxd, influx_db, on_timestamp_collision="keep_first")) as (
+        _c,
+        defs,
+    ):
         result = run_assets(defs, warehouse_url, partition_key="2024-03-01-00:00")
     meta = materializations(result)[dg.AssetKey(["plant", "inverter"])]
     assert meta["timestamp_collisions"] == 1
@@ -267,8 +291,9 @@ def test_unknown_database_fails_and_keeps_loaded_data(influxd, influx_db, wareho
         run_assets(defs, warehouse_url, partition_key="2024-03-01-00:00")
     before = table_rows(pg_conn)
     with load_yaml_component(attrs(influxd, "no_such_db")) as (_c, defs):
-        result = run_assets(defs, warehouse_url, partition_key="2024-03-01-00:00",
-                            raise_on_error=False)
+        result = run_assets(
+            defs, warehouse_url, partition_key="2024-03-01-00:00", raise_on_error=False
+        )
     assert not result.success
     text = str(result.get_step_failure_events()[0].event_specific_data.error)  # type: ignore[union-attr]
     assert "plant" in text and "no_such_db" in text
@@ -285,8 +310,9 @@ def test_connection_refused_retries_then_names_source_and_window(warehouse_url):
         "retry_backoff_seconds": 0.01,
     }
     with load_yaml_component(config) as (_c, defs):
-        result = run_assets(defs, warehouse_url, partition_key="2024-03-01-00:00",
-                            raise_on_error=False)
+        result = run_assets(
+            defs, warehouse_url, partition_key="2024-03-01-00:00", raise_on_error=False
+        )
     assert not result.success
     text = str(result.get_step_failure_events()[0].event_specific_data.error)  # type: ignore[union-attr]
     assert "down" in text
@@ -302,8 +328,12 @@ def test_gap_and_type_drift_are_reported(influxd, influx_db, warehouse_url):
     lines.append(f'inverter,site=a p="broken" {ns(T0 + timedelta(days=30))}')
     influxd.write_lines(influx_db, "\n".join(lines))
     with load_yaml_component(attrs(influxd, influx_db)) as (_c, defs):
-        result = run_assets(defs, warehouse_url, partition_key="2024-03-01-00:00",
-                            selection=[dg.AssetKey(["plant", "inverter"])])
+        result = run_assets(
+            defs,
+            warehouse_url,
+            partition_key="2024-03-01-00:00",
+            selection=[dg.AssetKey(["plant", "inverter"])],
+        )
     checks = check_results(result)
     gaps = checks[("plant/inverter", "gaps")]
     assert not gaps.passed
@@ -347,10 +377,16 @@ def test_signal_name_template_and_units(influxd, influx_db, warehouse_url, pg_co
     assert rows["south.inv2.n"] == "count"
     assert rows["north.inv1.ok"] is None
 
-    clash = attrs(influxd, influx_db, name="clash", measurements=[{"name": "inverter"}],
-                  signal_name="{{ field }}")
+    clash = attrs(
+        influxd,
+        influx_db,
+        name="clash",
+        measurements=[{"name": "inverter"}],
+        signal_name="{{ field }}",
+    )
     with load_yaml_component(clash) as (_c, defs):
-        result = run_assets(defs, warehouse_url, partition_key="2024-03-01-00:00",
-                            raise_on_error=False)
+        result = run_assets(
+            defs, warehouse_url, partition_key="2024-03-01-00:00", raise_on_error=False
+        )
     text = str(result.get_step_failure_events()[0].event_specific_data.error)  # type: ignore[union-attr]
     assert "same tag_name" in text and "signal_name" in text

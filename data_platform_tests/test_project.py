@@ -1,0 +1,61 @@
+"""Adding a source is dropping a YAML file: no Python change, seen by `dg` at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from data_platform_tests.project_copy import copy_project, dg, list_defs
+
+pytestmark = pytest.mark.e2e
+
+NEW_SOURCE = """\
+type: data_platform.lib.InfluxIngestComponent
+template_vars_module: data_platform.utils.environment_helpers
+attributes:
+  name: {name}
+  influx:
+    url: "{{{{ env.INFLUX_URL or 'http://localhost:8086' }}}}"
+    database: {name}
+  measurements:
+    - name: pump
+  target:
+    schema: "{{{{ schema_for('raw') }}}}"
+  partitions:
+    start: "2024-06-01"
+    granularity: daily
+"""
+
+
+def test_dropped_yaml_files_and_scaffolded_source_appear_in_dg(tmp_path: Path):
+    project = copy_project(tmp_path / "project")
+    defs_dir = project / "data_platform" / "defs"
+    (defs_dir / "fleet" / "site_east").mkdir(parents=True)
+    (defs_dir / "fleet" / "site_east" / "defs.yaml").write_text(NEW_SOURCE.format(name="site_east"))
+    # The file name older DOP projects use loads the same way.
+    (defs_dir / "legacy_site").mkdir()
+    (defs_dir / "legacy_site" / "component.yaml").write_text(NEW_SOURCE.format(name="legacy_site"))
+
+    scaffold = dg(
+        project, "scaffold", "defs", "data_platform.lib.InfluxIngestComponent", "scaffolded_plant"
+    )
+    assert scaffold.returncode == 0, scaffold.stderr[-3000:]
+    scaffolded = defs_dir / "scaffolded_plant" / "defs.yaml"
+    assert "password_env" in scaffolded.read_text()
+
+    listing = list_defs(project)
+    keys = {a["asset_key"] for a in listing["assets"]}
+    assert {
+        "site_east/pump",
+        "site_east/influx_tags",
+        "legacy_site/pump",
+        "scaffolded_plant/influx_hist",
+        "scaffolded_plant/influx_tags",
+    } <= keys
+    site_east = next(a for a in listing["assets"] if a["asset_key"] == "site_east/pump")
+    assert site_east["source"].endswith("fleet/site_east/defs.yaml:1")
+    checks = {c["key"] for c in listing.get("asset_checks", [])}
+    assert "site_east/pump:reconciliation" in checks
+    # No Python file was added or changed.
+    assert not [p for p in defs_dir.rglob("*.py") if p.name != "__init__.py"]
