@@ -1,6 +1,5 @@
 """`InfluxIngestComponent`: one InfluxDB source (a server or line-protocol files) per YAML file."""
 
-
 import logging
 import os
 import re
@@ -112,6 +111,12 @@ class InfluxIngestComponent(dg.Component, dg.Resolvable, dg.Model):
         examples=["plant_north"],
         pattern=r"^[A-Za-z][A-Za-z0-9_]{0,62}$",
     )
+    source: str | None = Field(
+        default=None,
+        description="What to read when both `influx` and `files` are set: `influx` or `files` "
+        "(templatable, e.g. files until INFLUX_URL is set). Default: the one block given.",
+        examples=["{{ 'influx' if env.INFLUX_URL else 'files' }}"],
+    )
     influx: InfluxServerSpec | None = Field(
         default=None, description="Read from an InfluxDB server (v1 `/query` API)."
     )
@@ -150,6 +155,13 @@ class InfluxIngestComponent(dg.Component, dg.Resolvable, dg.Model):
     automation: AutomationSpec = Field(
         default_factory=AutomationSpec, description="Declarative automation of the assets."
     )
+    backfill_partitions_per_run: int | None = Field(
+        default=None,
+        ge=1,
+        description="Backfills: partitions per run. Default: the whole range in one run, "
+        "processed in atomic partition-wide slices; set e.g. 1 to fan a backfill out over "
+        "concurrent runs (capped by the source's concurrency pool).",
+    )
     max_attempts: int = Field(
         default=3,
         ge=1,
@@ -165,7 +177,7 @@ class InfluxIngestComponent(dg.Component, dg.Resolvable, dg.Model):
         "group_name, owners, tags, kinds, automation_condition, ...",
     )
 
-    _base_path: Path = PrivateAttr(default_factory=Path.cwd)
+    _project_root: Path = PrivateAttr(default_factory=Path.cwd)
 
     @field_validator("on_timestamp_collision")
     @classmethod
@@ -178,10 +190,20 @@ class InfluxIngestComponent(dg.Component, dg.Resolvable, dg.Model):
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
-        if (self.influx is None) == (self.files is None):
+        if self.source is not None:
+            if self.source not in ("influx", "files"):
+                raise ValueError(
+                    f"source '{self.name}': `source` is {self.source!r}; write `influx` or `files`"
+                )
+            if getattr(self, self.source) is None:
+                raise ValueError(
+                    f"source '{self.name}': `source` is {self.source!r} but the `{self.source}` "
+                    "block is missing; add it"
+                )
+        elif (self.influx is None) == (self.files is None):
             raise ValueError(
-                f"source '{self.name}': set exactly one of `influx` (a server) or `files` "
-                "(line-protocol exports)"
+                f"source '{self.name}': set one of `influx` (a server) or `files` "
+                "(line-protocol exports), or both and `source` to choose"
             )
         names = [m.name for m in self.measurements or []]
         if len(set(names)) != len(names):
@@ -203,7 +225,7 @@ class InfluxIngestComponent(dg.Component, dg.Resolvable, dg.Model):
 
     # -- definitions ------------------------------------------------------------------------
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
-        self._base_path = context.path
+        self._project_root = context.project_root
         partitions_def = self.partitions.partitions_def()
         registry_spec = self.get_registry_spec()
         ingest_specs = [self.get_ingest_spec(m, registry_spec.key) for m in self.measurement_specs]
@@ -215,7 +237,7 @@ class InfluxIngestComponent(dg.Component, dg.Resolvable, dg.Model):
             specs=ingest_specs,
             check_specs=check_specs,
             partitions_def=partitions_def,
-            backfill_policy=dg.BackfillPolicy.single_run(),
+            backfill_policy=self.backfill_policy,
             can_subset=True,
             pool=self.pool,
         )
@@ -237,8 +259,18 @@ class InfluxIngestComponent(dg.Component, dg.Resolvable, dg.Model):
         return measurement.asset_name or slugify(measurement.name)
 
     @property
+    def backfill_policy(self) -> dg.BackfillPolicy:
+        if self.backfill_partitions_per_run is None:
+            return dg.BackfillPolicy.single_run()
+        return dg.BackfillPolicy.multi_run(self.backfill_partitions_per_run)
+
+    @property
+    def reads_files(self) -> bool:
+        return self.source == "files" or (self.source is None and self.files is not None)
+
+    @property
     def pool(self) -> str | None:
-        if self.influx is None:
+        if self.influx is None or self.reads_files:
             return None
         if self.influx.pool:
             return self.influx.pool
@@ -339,8 +371,10 @@ class InfluxIngestComponent(dg.Component, dg.Resolvable, dg.Model):
     @contextmanager
     def open_reader(self) -> Iterator[InfluxReader]:
         """A reader for this source; secrets are read from the environment here, at run time."""
-        if self.influx is not None:
+        if not self.reads_files:
             from data_platform.lib.influx.client import InfluxClient, InfluxSettings
+
+            assert self.influx is not None
 
             spec = self.influx
             settings = InfluxSettings(
@@ -368,7 +402,8 @@ class InfluxIngestComponent(dg.Component, dg.Resolvable, dg.Model):
 
             assert self.files is not None
             paths = [
-                p if Path(p).is_absolute() else str(self._base_path / p) for p in self.files.paths
+                p if Path(p).is_absolute() else str(self._project_root / p)
+                for p in self.files.paths
             ]
             yield LineProtocolSource(  # type: ignore[misc]
                 paths, precision=self.files.precision, on_error=self.files.on_error

@@ -171,8 +171,8 @@ class FilesSpec(dg.Resolvable, dg.Model):
     """InfluxDB line-protocol export files read instead of a server."""
 
     paths: list[str] = Field(
-        description="Files or glob patterns (`.lp`, `.lp.gz`), relative to this YAML's folder "
-        "or absolute.",
+        description="Files or glob patterns (`.lp`, `.lp.gz`), absolute or relative to the "
+        "project root.",
         examples=[["exports/*.lp.gz"]],
     )
     precision: Literal["ns", "us", "ms", "s"] = Field(

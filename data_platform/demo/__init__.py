@@ -1,0 +1,1 @@
+"""The demo: sample plant sources on embedded servers, started by `just demo`."""
