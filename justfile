@@ -7,17 +7,24 @@ export XDG_RUNTIME_DIR := env_var_or_default("XDG_RUNTIME_DIR", justfile_directo
 default:
     @just --list
 
-# Install Python dependencies (uv, from uv.lock) and the servers the tests start.
+# Install the Python dependencies from uv.lock.
 sync:
     uv sync --frozen
+
+# Also install the servers the tests start (influxd, Node for the TimescaleDB engine).
+sync-all: sync
     bash scripts/install-system-deps.sh
 
-# The Dagster UI on the project (http://127.0.0.1:3000).
+# The platform on embedded servers with sample plants, then the UI on http://127.0.0.1:3000.
+demo *args: sync _home
+    uv run python -m data_platform.demo up {{args}}
+
+# The Dagster UI on the project as configured by .env (http://127.0.0.1:3000).
 dev: sync _home
     uv run dg dev --host 127.0.0.1 --port 3000
 
 # Everything CI runs: lint, types, YAML and definitions checks, the full test suite.
-ci: sync check
+ci: sync-all check
 
 check: ruff pyright check-defs test
 
