@@ -9,7 +9,7 @@ default:
 
 # Install the Python dependencies from uv.lock.
 sync:
-    uv sync --frozen
+    uv sync --frozen --compile-bytecode
 
 # Also install the servers the tests start (influxd, Node for the TimescaleDB engine).
 sync-all: sync
