@@ -35,6 +35,9 @@ from data_platform.lib.timescale.plan import (
 from data_platform.lib.timescale.scaffolder import TimescaleAggregateScaffolder
 from data_platform.lib.warehouse import WarehouseResource
 
+IntervalText = str | int
+"""PostgreSQL interval text; YAML may read a bare `0` as a number."""
+
 
 def _doc(description: str, examples: list[Any]) -> Any:
     """Field documentation for the YAML schema (kept for fields with defaults too)."""
@@ -110,7 +113,7 @@ class RefreshSpec(dg.Resolvable, dg.Model):
     """A TimescaleDB refresh policy (`add_continuous_aggregate_policy`)."""
 
     start_offset: Annotated[
-        str,
+        IntervalText,
         _doc(
             "Start of the refreshed window, back from now. Must be at least end_offset + 2 "
             "bucket widths.",
@@ -118,16 +121,17 @@ class RefreshSpec(dg.Resolvable, dg.Model):
         ),
     ]
     end_offset: Annotated[
-        str, _doc("End of the refreshed window, back from now ('0' for now).", ["1 minute"])
+        IntervalText,
+        _doc("End of the refreshed window, back from now ('0' for now).", ["1 minute"]),
     ]
-    schedule_interval: Annotated[str, _doc("How often the policy runs.", ["30 minutes"])]
+    schedule_interval: Annotated[IntervalText, _doc("How often the policy runs.", ["30 minutes"])]
 
 
 class BucketSpec(dg.Resolvable, dg.Model):
     """One bucket width: one rollup view or table and one asset."""
 
     width: Annotated[
-        str,
+        IntervalText,
         _doc(
             "Bucket width as PostgreSQL interval text ('1 minute', '5 minutes', '1 hour', "
             "'1 day'; shorthands '15m', '1h', '1d'). A wider bucket is built from the nearest "
@@ -147,7 +151,7 @@ class BucketSpec(dg.Resolvable, dg.Model):
         ),
     ] = None
     drop_after: Annotated[
-        str | None,
+        IntervalText | None,
         _doc("Retention for this bucket, replacing retention.drop_after.", ["30 days"]),
     ] = None
 
@@ -156,9 +160,10 @@ class ColumnstoreSpec(dg.Resolvable, dg.Model):
     """Columnstore (compression on TimescaleDB < 2.18) for the rollups."""
 
     after: Annotated[
-        str,
+        IntervalText,
         _doc(
-            "Convert chunks older than this; must exceed every refresh start_offset.",
+            "Convert chunks older than this (TimescaleDB before 2.19: above every refresh "
+            "start_offset).",
             ["7 days"],
         ),
     ]
@@ -176,11 +181,11 @@ class RetentionSpec(dg.Resolvable, dg.Model):
     """How long rollups (and optionally the raw table) keep data."""
 
     drop_after: Annotated[
-        str | None,
+        IntervalText | None,
         _doc("Drop rollup data older than this (every bucket without its own).", ["365 days"]),
     ] = None
     raw_drop_after: Annotated[
-        str | None,
+        IntervalText | None,
         _doc(
             "Drop raw data older than this. Must cover every refresh start_offset of rollups "
             "reading the raw table. Left out: the raw table's retention is not touched.",
@@ -193,7 +198,7 @@ class ChecksSpec(dg.Resolvable, dg.Model):
     """Thresholds of the rollup asset checks."""
 
     freshness_max_lag: Annotated[
-        str | None,
+        IntervalText | None,
         _doc(
             "How far the newest source point may lie beyond the newest bucket's end before the "
             "freshness check fails; defaults to one partition.",

@@ -40,6 +40,10 @@ class RollupSourceError(Exception):
     """The source table is missing or cannot back continuous aggregates."""
 
 
+class RollupPolicyError(Exception):
+    """TimescaleDB refused a policy the YAML asks for."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoredDefinition:
     """What the component wrote into the rollup's COMMENT."""
@@ -135,6 +139,7 @@ class RollupEngine:
         plan = self.plan
         done = Preparation()
         due: set[str] = set()
+        dropped: set[str] = set()
         with self.warehouse.connection() as conn, conn.transaction():
             for key in [plan.target_schema, *(q.qualified_name(plan, r) for r in plan.rollups)]:
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key(key)])
@@ -149,12 +154,13 @@ class RollupEngine:
                 if state is None:
                     self._create(conn, rollup)
                     pending = base_due
-                    done.created.append(rollup.name)
+                    # Dropped with a rebuilt narrower rollup: rebuilt too.
+                    (done.rebuilt if rollup.name in dropped else done.created).append(rollup.name)
                     self._write_definition(conn, rollup, StoredDefinition(wanted, pending))
                 else:
                     stored = self._stored(state)
                     if stored.definition != wanted:
-                        self._refuse_or_drop(conn, rollup, state)
+                        dropped.update(self._refuse_or_drop(conn, rollup, state))
                         self._create(conn, rollup)
                         pending = True
                         done.rebuilt.append(rollup.name)
@@ -172,7 +178,8 @@ class RollupEngine:
 
     def _refuse_or_drop(
         self, conn: psycopg.Connection, rollup: Rollup, state: RelationState
-    ) -> None:
+    ) -> list[str]:
+        """Raise in `fail` mode; else drop the rollup and those built on it. Returns the names."""
         plan = self.plan
         if plan.on_definition_change != "rebuild":
             raise RollupDefinitionChanged(
@@ -186,7 +193,16 @@ class RollupEngine:
             f"Rebuilding {plan.target_schema}.{rollup.name}: its definition changed "
             "(on_definition_change: rebuild)"
         )
+        # Widest first: TimescaleDB's CASCADE does not drop continuous aggregates built on
+        # the dropped one (their internal views still depend on it).
+        dropped = []
+        for child in reversed(plan.descendants(rollup)):
+            child_state = self._state(conn, child)
+            if child_state is not None:
+                conn.execute(q.drop_relation(plan, child, child_state.relkind))
+                dropped.append(child.name)
         conn.execute(q.drop_relation(plan, rollup, state.relkind))
+        return [*dropped, rollup.name]
 
     def _state(self, conn: psycopg.Connection, rollup: Rollup) -> RelationState | None:
         row = conn.execute(
@@ -433,9 +449,11 @@ class TimescaleEngine(RollupEngine):
         self, conn: psycopg.Connection, schema: str, table: str, *, cagg: bool
     ) -> list[PolicyJob]:
         if cagg:
+            # Jobs name the view (TimescaleDB 2.2x) or its materialization hypertable (older).
             where = (
                 "JOIN timescaledb_information.continuous_aggregates c "
-                "ON j.hypertable_schema = c.materialization_hypertable_schema "
+                "ON j.hypertable_schema = c.view_schema AND j.hypertable_name = c.view_name "
+                "OR j.hypertable_schema = c.materialization_hypertable_schema "
                 "AND j.hypertable_name = c.materialization_hypertable_name "
                 "WHERE c.view_schema = %s AND c.view_name = %s"
             )
@@ -657,20 +675,29 @@ def _job(jobs: list[PolicyJob], proc_name: str) -> PolicyJob | None:
     return next((j for j in jobs if j.proc_name == proc_name), None)
 
 
-def _normalize_columns(text: str) -> str:
-    return ",".join(
-        part.strip().replace('"', "").lower() for part in text.split(",") if part.strip()
-    )
+def _normalize_order(text: str) -> str:
+    """`"bucket" DESC NULLS FIRST, tag_id ASC` -> `bucket desc,tag_id` (defaults dropped)."""
+    parts = []
+    for part in text.split(","):
+        words = part.replace('"', "").lower().split()
+        if not words:
+            continue
+        descending = "desc" in words
+        nulls = "first" if "first" in words else "last" if "last" in words else None
+        default_nulls = "first" if descending else "last"
+        item = words[0] + (" desc" if descending else "")
+        if nulls is not None and nulls != default_nulls:
+            item += f" nulls {nulls}"
+        parts.append(item)
+    return ",".join(parts)
 
 
 def _same_columnstore(
     settings: tuple[str, str], segmentby: tuple[str, ...], orderby: tuple[tuple[str, str], ...]
 ) -> bool:
-    wanted_segment = ",".join(c.lower() for c in segmentby)
-    wanted_order = ",".join(f"{c.lower()}{' desc' if d == 'DESC' else ''}" for c, d in orderby)
-    return (
-        _normalize_columns(settings[0]) == wanted_segment
-        and _normalize_columns(settings[1]).replace(" asc", "") == wanted_order
+    wanted_order = ",".join(f"{c} {d}" for c, d in orderby)
+    return _normalize_order(settings[0]) == _normalize_order(",".join(segmentby)) and (
+        _normalize_order(settings[1]) == _normalize_order(wanted_order)
     )
 
 

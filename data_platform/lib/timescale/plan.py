@@ -9,7 +9,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 from data_platform.lib.timescale.intervals import (
@@ -211,10 +211,15 @@ def check_identifier(path: YamlPath, value: str, what: str) -> str:
     return value
 
 
-def parse_start(path: YamlPath, value: str, granularity: str) -> datetime:
+def parse_start(path: YamlPath, value: str | date, granularity: str) -> datetime:
     """ISO date or date-time; naive values are UTC. Must sit on a partition boundary."""
     try:
-        moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+        if isinstance(value, datetime):
+            moment = value
+        elif isinstance(value, date):
+            moment = datetime(value.year, value.month, value.day)
+        else:
+            moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
     except ValueError:
         raise RollupConfigError(
             path,
@@ -377,18 +382,6 @@ def check_policies(plan: RollupPlan) -> None:
                 f"{rollup.name} drops rows after {format_interval(rollup.drop_after)} but its "
                 f"refresh policy re-materializes the last {format_interval(refresh.start_offset)}",
                 "make drop_after at least the refresh start_offset",
-            )
-        if (
-            plan.columnstore is not None
-            and refresh is not None
-            and plan.columnstore.after <= refresh.start_offset
-        ):
-            raise RollupConfigError(
-                ("columnstore", "after"),
-                f"{rollup.name} would convert chunks to the columnstore after "
-                f"{format_interval(plan.columnstore.after)}, inside its refresh window "
-                f"({format_interval(refresh.start_offset)}); TimescaleDB rejects that",
-                f"set columnstore.after above {format_interval(refresh.start_offset)}",
             )
         # A Dagster refresh of a partition older than the raw retention would replace rollup
         # rows with nothing on PostgreSQL; the runtime skips such windows, but keeping less

@@ -62,7 +62,7 @@ attributes:
   #   schedule_interval: 30 minutes
 
   # columnstore:
-  #   after: 7 days          # must exceed every refresh start_offset
+  #   after: 7 days          # before TimescaleDB 2.19: above every refresh start_offset
   #   segmentby: [tag_id]
   #   orderby: bucket DESC
 

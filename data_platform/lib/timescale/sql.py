@@ -195,7 +195,8 @@ def enable_columnstore(plan: RollupPlan, rollup: Rollup, *, legacy: bool) -> sql
 
 
 def comment_on(plan: RollupPlan, rollup: Rollup, engine: Engine, text: str) -> sql.Composed:
-    kind = sql.SQL("MATERIALIZED VIEW" if engine == "timescaledb" else "TABLE")
+    # A continuous aggregate is a view in pg_class: COMMENT ON MATERIALIZED VIEW refuses it.
+    kind = sql.SQL("VIEW") if engine == "timescaledb" else sql.SQL("TABLE")
     return sql.SQL("COMMENT ON {kind} {rel} IS {text}").format(
         kind=kind, rel=relation(plan, rollup), text=sql.Literal(text)
     )

@@ -133,18 +133,6 @@ CASES = [
         id="rollup-retention-inside-refresh-window",
     ),
     pytest.param(
-        attributes(
-            refresh={
-                "start_offset": "3 days",
-                "end_offset": "1 hour",
-                "schedule_interval": "1 hour",
-            },
-            columnstore={"after": "1 day"},
-        ),
-        ["columnstore.after", "inside its refresh window", "above 3 days"],
-        id="columnstore-inside-refresh-window",
-    ),
-    pytest.param(
         attributes(aggregates=["avg", "median"]),
         ["aggregates[1]", "unknown aggregate 'median'", "avg, min, max, count, sum, first, last"],
         id="unknown-aggregate",
