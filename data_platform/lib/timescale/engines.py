@@ -328,6 +328,25 @@ class PostgresEngine(RollupEngine):
 
     kind = "postgresql"
 
+    def _check_source(self, conn: psycopg.Connection) -> None:
+        super()._check_source(conn)
+        plan = self.plan
+        row = conn.execute(
+            "SELECT current_setting('server_version_num')::int >= 180000 OR EXISTS ("
+            " SELECT 1 FROM pg_index i JOIN pg_attribute a"
+            " ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
+            " WHERE i.indrelid = %s::regclass AND a.attname = %s)",
+            [q.source_qualified_name(plan), plan.source.time_column],
+        ).fetchone()
+        if row is not None and not row[0]:
+            # PostgreSQL 18 reads a time range from the (signal, time) index with a skip scan;
+            # older servers need an index that starts with the time column.
+            self.log.warning(
+                f"{plan.source} has no index starting with {plan.source.time_column}: before "
+                "PostgreSQL 18 every window refresh scans the whole table. Add one, e.g. "
+                f"CREATE INDEX ON {plan.source} USING brin ({plan.source.time_column})."
+            )
+
     def _create(self, conn: psycopg.Connection, rollup: Rollup) -> None:
         for statement in q.create_rollup_table(self.plan, rollup):
             conn.execute(statement)

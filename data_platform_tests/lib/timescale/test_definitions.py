@@ -104,3 +104,24 @@ def test_scaffolded_yaml_loads_as_written() -> None:
             assert isinstance(component, TimescaleAggregateComponent)
             keys = {entry["key"] for entry in _graph(defs)}
             assert keys == {"rollups/rollup_1m", "rollups/rollup_1h", "rollups/rollup_1d"}
+
+
+def test_translation_templates_see_the_rollup() -> None:
+    attributes = yaml.safe_load(TYPICAL_YAML)["attributes"]
+    attributes["translation"] = {
+        "key": "warehouse/{{ rollup.suffix }}/{{ rollup.name }}",
+        "owners": ["team:process"],
+        "tags": {"bucket": "{{ rollup.suffix }}"},
+        "automation_condition": "{{ dg.AutomationCondition.on_cron('0 * * * *') }}",
+    }
+    component = TimescaleAggregateComponent.resolve_from_dict(attributes)
+    specs = {r.name: component.get_asset_spec(r) for r in component.rollup_plan().rollups}
+    hourly = specs["plant_a_power_1h"]
+    assert hourly.key == dg.AssetKey(["warehouse", "1h", "plant_a_power_1h"])
+    assert [d.asset_key for d in hourly.deps] == [
+        dg.AssetKey(["warehouse", "15m", "plant_a_power_15m"])
+    ]
+    assert hourly.owners == ["team:process"]
+    assert hourly.tags["bucket"] == "1h"
+    assert hourly.automation_condition is not None
+    assert hourly.automation_condition.get_label() != "eager"

@@ -1,0 +1,148 @@
+"""Refreshing one hourly partition of rollups must not slow down as the raw table grows.
+
+Starts a throwaway embedded PostgreSQL, fills two raw tables (1 day and 30 days of 50 signals at
+10 s), and times the PostgreSQL engine of `TimescaleAggregateComponent` refreshing the newest
+full hour (1 minute, 1 hour and 1 day rollups), median of several runs. Prints both times, their
+ratio and how the planner reads the window from the raw table.
+
+    .venv/bin/python scripts/bench_aggregates.py [--signals 50] [--step 10] [--runs 5] [--brin]
+
+`--brin` adds the ingest component's BRIN index on the time column (plain PostgreSQL); without
+it the only index is the table's UNIQUE (tag_id, ts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from data_platform.lib.timescale import TimescaleAggregateComponent
+from data_platform.lib.timescale import sql as q
+from data_platform.lib.timescale.engines import PostgresEngine
+from data_platform.lib.timescale.intervals import Window
+from data_platform.lib.warehouse import WarehouseResource
+from data_platform.utils.local_servers import start_postgres
+
+RAW_DDL = """
+CREATE SCHEMA raw;
+CREATE TABLE raw.influx_hist (
+    ts         timestamptz NOT NULL,
+    tag_id     integer NOT NULL,
+    value      double precision,
+    value_text text,
+    qc         smallint NOT NULL DEFAULT 0,
+    meta       jsonb,
+    UNIQUE (tag_id, ts)
+)
+"""
+
+FILL = """
+INSERT INTO raw.influx_hist (ts, tag_id, value)
+SELECT ts, tag_id, sin(extract(epoch FROM ts) / 600.0 + tag_id) * 100 + tag_id
+FROM generate_series(%(start)s::timestamptz, %(end)s::timestamptz - %(step)s::interval,
+                     %(step)s::interval) AS ts
+CROSS JOIN generate_series(1, %(signals)s) AS tag_id
+"""
+
+
+def family() -> TimescaleAggregateComponent:
+    return TimescaleAggregateComponent.resolve_from_dict(
+        {
+            "source": {"schema": "raw"},
+            "target": {"schema": "rollups", "name_prefix": "bench"},
+            "partitions": {"start": "2000-01-03", "granularity": "hourly"},
+            "buckets": [{"width": "1 minute"}, {"width": "1 hour"}, {"width": "1 day"}],
+        }
+    )
+
+
+def fill(url: str, days: int, end: datetime, args: argparse.Namespace) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in RAW_DDL.split(";"):
+            if statement.strip():
+                conn.execute(statement)  # type: ignore[arg-type]
+        if args.brin:
+            conn.execute("CREATE INDEX influx_hist_ts_brin ON raw.influx_hist USING brin (ts)")
+        conn.execute(
+            FILL,
+            {
+                "start": end - timedelta(days=days),
+                "end": end,
+                "step": timedelta(seconds=args.step),
+                "signals": args.signals,
+            },
+        )
+        conn.execute("VACUUM ANALYZE raw.influx_hist")
+        row = conn.execute("SELECT count(*) FROM raw.influx_hist").fetchone()
+    return int(row[0]) if row else 0
+
+
+def source_scan(url: str, component: TimescaleAggregateComponent, window: Window) -> str:
+    """The plan nodes that read the raw table for the narrowest rollup's window."""
+    plan = component.rollup_plan()
+    select = q.rollup_select("postgresql", plan, plan.rollups[0], windowed=True)
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            sql.SQL("EXPLAIN (COSTS OFF) {}").format(select),
+            {"start": window.start, "end": window.end},
+        ).fetchall()
+    lines = [r[0].strip() for r in rows]
+    return " | ".join(line for line in lines if "influx_hist" in line or "Cond" in line)
+
+
+def time_refresh(url: str, window: Window, runs: int) -> float:
+    component = family()
+    warehouse = WarehouseResource(url=url)
+    engine = PostgresEngine(component.rollup_plan(), warehouse)
+    engine.prepare()
+    timings = []
+    for _ in range(runs + 1):
+        started = time.perf_counter()
+        for rollup in component.rollup_plan().rollups:
+            engine.refresh_window(rollup, window)
+        timings.append(time.perf_counter() - started)
+    # The first run warms the cache and creates nothing new: leave it out.
+    return statistics.median(timings[1:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--signals", type=int, default=50)
+    parser.add_argument("--step", type=int, default=10, help="seconds between points")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--brin", action="store_true", help="add a BRIN index on ts")
+    args = parser.parse_args()
+
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    window = Window(end - timedelta(hours=1), end)
+    root = Path(tempfile.mkdtemp(prefix="bench-aggregates-"))
+    server = start_postgres(root / "data", cleanup_mode="delete")
+    try:
+        results: dict[int, float] = {}
+        for days in (1, 30):
+            url = server.create_database(f"bench_{days}d")
+            started = time.perf_counter()
+            rows = fill(url, days, end, args)
+            print(
+                f"{days:>2} days: {rows:,} raw rows loaded in {time.perf_counter() - started:.1f} s"
+            )
+            print(f"         window scan: {source_scan(url, family(), window)}")
+            results[days] = time_refresh(url, window, args.runs)
+            print(
+                f"         refresh of one hourly partition (1m, 1h, 1d): "
+                f"{results[days] * 1000:.1f} ms (median of {args.runs})"
+            )
+        print(f"ratio 30 days / 1 day: {results[30] / results[1]:.2f}")
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
