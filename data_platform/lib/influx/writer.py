@@ -9,6 +9,7 @@ bulk `COPY` the fresh rows, in one transaction.
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -296,14 +297,40 @@ class SignalRegistry:
             self._by_signal[signal] = RegisteredSignal(tag_id, name, signal, ttype)
 
 
-def _value_columns(value: FieldValue) -> tuple[float | None, str | None]:
-    if value is None:
-        return None, None
-    if isinstance(value, str):
-        return None, value
-    if isinstance(value, bool):
-        return (1.0 if value else 0.0), None
-    return float(value), None
+# Binary COPY rows of the value table, encoded here rather than per value through psycopg's
+# generic row formatter (the hot loop of an ingest): (ts int8, tag_id int4, value float8,
+# value_text text, qc int2, meta jsonb), NULLs as length -1.
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" * 2
+_COPY_TRAILER = b"\xff\xff"
+_NUMBER_ROW = struct.Struct(">hiqiiidiihi").pack
+_TEXT_HEAD = struct.Struct(">hiqiiii").pack
+_TAIL_NO_META = struct.pack(">ihi", 2, 0, -1)
+_FLUSH_BYTES = 1 << 20
+
+
+def _encode_value(
+    buf: bytearray, pg_ts: int, tag_id: int, value: FieldValue, meta: bytes | None
+) -> None:
+    """Append one value row; `meta` is the jsonb payload (version byte + JSON) or None."""
+    kind = type(value)
+    if kind is str:
+        text = value.encode()  # type: ignore[union-attr]
+        buf += _TEXT_HEAD(6, 8, pg_ts, 4, tag_id, -1, len(text))
+        buf += text
+    else:
+        number = float(value) if kind is not bool else (1.0 if value else 0.0)  # type: ignore[arg-type]
+        buf += _NUMBER_ROW(6, 8, pg_ts, 4, tag_id, 8, number, -1, 2, 0, -1)
+        if meta is None:
+            return
+        del buf[-4:]  # the row's meta NULL, replaced below
+        buf += struct.pack(">i", len(meta))
+        buf += meta
+        return
+    if meta is None:
+        buf += _TAIL_NO_META
+    else:
+        buf += struct.pack(">ihi", 2, 0, len(meta))
+        buf += meta
 
 
 def replace_window(
@@ -314,26 +341,27 @@ def replace_window(
     batches: Iterable[SeriesBatch],
     *,
     delete_tag_ids: Callable[[], Sequence[int]],
+    register_conn: psycopg.Connection,
     on_collision: str = "fail",
     source: str = "",
     preview_rows: int = 5,
-    register_conn: psycopg.Connection | None = None,
 ) -> WindowWrite:
     """Replace the window's rows in one transaction: delete, then COPY the streamed batches.
 
-    `delete_tag_ids` is called after the stream has registered its signals, so the delete
-    covers every signal of the measurement, old and new. A failure anywhere rolls back.
+    Signals registered during the stream are new to the registry, so they have no rows to
+    delete: deleting the signals known before the stream covers the window. A failure anywhere
+    (reader, registry, COPY) rolls the whole window back. New signals are registered through
+    `register_conn`, a second connection: `conn` is busy with the COPY meanwhile.
     """
     result = WindowWrite()
     start_ns, end_ns = window.start_ns, window.end_ns
     copy_sql = sql.SQL(
         "COPY {} (ts, tag_id, value, value_text, qc, meta) FROM STDIN (FORMAT BINARY)"
     ).format(tables.hist)
-    last_ts: dict[int, int] = {}
-    reg_conn = register_conn or conn
+    # Per series: the previous row's microsecond and the row, to detect sub-microsecond clashes.
+    previous: dict[tuple[str, Tags], tuple[int, list[FieldValue], tuple[str, ...]]] = {}
+    reg_conn = register_conn
     with conn.transaction(), conn.cursor() as cur:
-        # Signals registered during the stream are new to the registry, so they have no
-        # rows to delete: deleting the signals known before the stream covers the window.
         known_ids = list(delete_tag_ids())
         if known_ids:
             cur.execute(
@@ -344,60 +372,106 @@ def replace_window(
             )
             result.deleted = cur.rowcount
         with cur.copy(copy_sql) as copy:
-            copy.set_types(["int8", "int4", "float8", "text", "int2", "jsonb"])
-            write_row = copy.write_row
+            buf = bytearray(_COPY_SIGNATURE)
             for batch in batches:
-                signals = [
-                    Signal(registry.source, batch.measurement, batch.tags, c) for c in batch.columns
-                ]
-                registered = registry.ensure(reg_conn, signals)
+                if not batch.rows:
+                    continue
+                registered = registry.ensure(
+                    reg_conn,
+                    [
+                        Signal(registry.source, batch.measurement, batch.tags, c)
+                        for c in batch.columns
+                    ],
+                )
                 ids = [r.tag_id for r in registered]
-                result.series += 1
+                width = len(ids)
+                series = (batch.measurement, batch.tags)
+                prev_us, prev_row, prev_columns = previous.get(series, (None, None, None))
+                if prev_row is not None and prev_columns != batch.columns:
+                    by_name = dict(zip(prev_columns or (), prev_row[1:], strict=True))
+                    prev_row = [prev_row[0], *(by_name.get(c) for c in batch.columns)]
+                rows_before = result.rows
                 for row in batch.rows:
                     ts_ns = row[0]
-                    assert isinstance(ts_ns, int)
-                    if ts_ns < start_ns or ts_ns >= end_ns:
+                    if not start_ns <= ts_ns < end_ns:  # type: ignore[operator]
                         raise HistorianWriteError(
                             f"source '{source}': a point at {ts_ns} ns lies outside window "
                             f"{window}; the reader returned data it was not asked for"
                         )
-                    ts_us, ns_rest = divmod(ts_ns, 1000)
-                    pg_ts = ts_us - _PG_EPOCH_US
-                    meta = {"ns": ns_rest} if ns_rest else None
-                    for i, tag_id in enumerate(ids):
-                        value = row[i + 1]
-                        if value is None:
-                            continue
-                        previous = last_ts.get(tag_id)
-                        if previous is not None and previous >= ts_us:
-                            if previous == ts_us:
-                                result.collisions += 1
-                                if on_collision == "fail":
-                                    raise HistorianWriteError(
-                                        f"source '{source}', window {window}: two points of "
-                                        f"signal {registered[i].tag_name!r} fall in the same "
-                                        f"microsecond ({ts_ns} ns); PostgreSQL keeps "
-                                        "microseconds. Set `on_timestamp_collision: "
-                                        "keep_first` to keep the first point and count the "
-                                        "rest"
-                                    )
-                                continue
+                    ts_us, ns_rest = divmod(ts_ns, 1000)  # type: ignore[operator]
+                    meta = b'\x01{"ns": %d}' % ns_rest if ns_rest else None
+                    merged = None
+                    if prev_us is not None and ts_us <= prev_us:
+                        if ts_us < prev_us:
                             raise HistorianWriteError(
-                                f"source '{source}', window {window}: points of "
-                                f"{registered[i].tag_name!r} arrived out of time order"
+                                f"source '{source}', window {window}: points of series "
+                                f"{registered[0].signal.series_key!r} arrived out of time order"
                             )
-                        last_ts[tag_id] = ts_us
-                        number, text = _value_columns(value)
-                        write_row((pg_ts, tag_id, number, text, 0, meta))
-                        result.rows += 1
-                        result.signals.add(tag_id)
-                        if len(result.preview) < preview_rows:
-                            result.preview.append((ts_ns, registered[i].tag_name, number, text))
-                    if result.newest_ns is None or ts_ns > result.newest_ns:
-                        result.newest_ns = ts_ns
-                    if result.oldest_ns is None or ts_ns < result.oldest_ns:
-                        result.oldest_ns = ts_ns
+                        # A third point in the same microsecond clashes with either of them.
+                        merged = [
+                            a if a is not None else b
+                            for a, b in zip(row, prev_row or row, strict=True)
+                        ]
+                        row = _drop_collisions(
+                            row, prev_row, registered, result, on_collision, source, window, ts_ns
+                        )
+                    pg_ts = ts_us - _PG_EPOCH_US
+                    for i in range(width):
+                        value = row[i + 1]
+                        if value is not None:
+                            _encode_value(buf, pg_ts, ids[i], value, meta)
+                            result.rows += 1
+                    prev_us, prev_row = ts_us, merged or row
+                    if len(buf) > _FLUSH_BYTES:
+                        copy.write(buf)
+                        buf = bytearray()
+                previous[series] = (prev_us, prev_row, batch.columns)  # type: ignore[assignment]
+                if result.rows > rows_before:
+                    result.series += 1
+                    result.signals.update(ids)
+                first_ns, last_ns = batch.rows[0][0], batch.rows[-1][0]
+                if result.oldest_ns is None or first_ns < result.oldest_ns:  # type: ignore[operator]
+                    result.oldest_ns = first_ns  # type: ignore[assignment]
+                if result.newest_ns is None or last_ns > result.newest_ns:  # type: ignore[operator]
+                    result.newest_ns = last_ns  # type: ignore[assignment]
+                if len(result.preview) < preview_rows:
+                    for row in batch.rows[:preview_rows]:
+                        for i, r in enumerate(registered):
+                            value = row[i + 1]
+                            if value is not None and len(result.preview) < preview_rows:
+                                number = None if isinstance(value, str) else float(value)
+                                text = value if isinstance(value, str) else None
+                                result.preview.append((row[0], r.tag_name, number, text))
+            buf += _COPY_TRAILER
+            copy.write(buf)
     return result
+
+
+def _drop_collisions(
+    row: list[FieldValue],
+    prev_row: list[FieldValue] | None,
+    registered: Sequence[RegisteredSignal],
+    result: WindowWrite,
+    on_collision: str,
+    source: str,
+    window: Window,
+    ts_ns: FieldValue,
+) -> list[FieldValue]:
+    """A row in the same microsecond as the series' previous row: its clashing values go."""
+    kept = list(row)
+    for i, signal in enumerate(registered):
+        if row[i + 1] is None or prev_row is None or prev_row[i + 1] is None:
+            continue
+        result.collisions += 1
+        if on_collision == "fail":
+            raise HistorianWriteError(
+                f"source '{source}', window {window}: two points of signal "
+                f"{signal.tag_name!r} fall in the same microsecond ({ts_ns} ns); PostgreSQL "
+                "keeps microseconds. Set `on_timestamp_collision: keep_first` to keep the first "
+                "point and count the rest"
+            )
+        kept[i + 1] = None
+    return kept
 
 
 def iter_signal_rows(
