@@ -1,15 +1,21 @@
 """The code location: every defs.yaml, plus platform-wide policy, resources and sensors."""
 
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
 
 from data_platform.lib.warehouse import WarehouseResource
+from data_platform.utils.alerts import build_alert_sensors
 from data_platform.utils.environment_helpers import get_environment
 from data_platform.utils.source_code import with_code_references
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# The preview/beta APIs used here are pinned with dagster; their warnings are noise in `dg`.
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 # Where an asset sets no freshness policy of its own.
 DEFAULT_FRESHNESS = dg.FreshnessPolicy.time_window(
@@ -29,9 +35,17 @@ def platform_resources() -> dict[str, object]:
     return {"warehouse": WarehouseResource(url=dg.EnvVar("WAREHOUSE_URL"), max_connections=pool_size)}
 
 
+def global_sensors() -> list[dg.SensorDefinition]:
+    """Alerts, and declarative automation for every asset, running from the start."""
+    automation = dg.AutomationConditionSensorDefinition(
+        "automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING
+    )
+    return [automation, *build_alert_sensors()]
+
+
 @dg.definitions
 def defs() -> dg.Definitions:
     sources = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
-    platform = dg.Definitions(resources=platform_resources())
+    platform = dg.Definitions(resources=platform_resources(), sensors=global_sensors())
     merged = dg.Definitions.merge(sources, platform).map_asset_specs(func=with_default_freshness)
     return with_code_references(merged, PROJECT_ROOT)

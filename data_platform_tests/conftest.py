@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from data_platform.lib.warehouse import close_pools
 from data_platform.utils.local_servers import (
     LocalInfluxd,
     LocalPostgres,
@@ -58,6 +59,26 @@ def influx_db(influxd: LocalInfluxd) -> str:
     name = f"test_{uuid.uuid4().hex[:10]}"
     influxd.create_database(name)
     return name
+
+
+@pytest.fixture(scope="session")
+def timescale_url() -> Iterator[str]:
+    """libpq URL of one in-memory TimescaleDB engine (PGlite) for the session.
+
+    Its clients share one backend session: connect with `prepare_threshold=None`
+    (`WarehouseResource(prepared_statements=False)`) and work in schemas of your own.
+    """
+    from data_platform_tests.timescale_engine import start_timescale_engine
+
+    with start_timescale_engine() as engine:
+        yield engine.url
+
+
+@pytest.fixture(autouse=True)
+def _close_warehouse_pools() -> Iterator[None]:
+    """Close the pools runs opened, so databases and servers shut down without waiting."""
+    yield
+    close_pools()
 
 
 @pytest.fixture(scope="session")

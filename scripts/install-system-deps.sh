@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Servers the tests and the demo start: influxd (Debian's influxdb) and Node for the
-# TimescaleDB test engine. Installs only what is missing.
+# What the tests use: influxd (Debian's influxdb), Node for the TimescaleDB test engine, and
+# Chromium with its driver for the UI test. Installs only what is missing.
 set -euo pipefail
 need=()
 command -v influxd >/dev/null 2>&1 || need+=(influxdb)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 if ((${#need[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -94,6 +94,15 @@ class WarehouseUnavailable(Exception):
     """The warehouse could not be reached (transient: a retry may succeed)."""
 
 
+def close_pools() -> None:
+    """Close every pool this process opened (tests, and processes that outlive their runs)."""
+    with _POOLS_LOCK:
+        pools = list(_POOLS.values())
+        _POOLS.clear()
+    for pool in pools:
+        pool.close()
+
+
 def has_timescaledb(conn: psycopg.Connection) -> str | None:
     """The installed TimescaleDB extension version, or None on plain PostgreSQL."""
     row = conn.execute(

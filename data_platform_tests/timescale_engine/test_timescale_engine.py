@@ -7,7 +7,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Generic, LiteralString, TypeVar
@@ -27,13 +27,6 @@ pytestmark = pytest.mark.timescale
 T = TypeVar("T")
 # Any single step of these tests finishes in well under this; more means the server hangs.
 HANG = 60.0
-
-
-@pytest.fixture(scope="module")
-def timescale_url() -> Iterator[str]:
-    """libpq URL of an in-memory engine shared by this module's tests."""
-    with start_timescale_engine() as engine:
-        yield engine.url
 
 
 def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:

@@ -492,6 +492,7 @@ class InfluxIngestComponent(dg.Component, dg.Resolvable, dg.Model):
                     for n in names
                 ]
                 types = {n: reader.list_field_keys(n) for n in names}
+                self.register_signals(warehouse, reader, registry, measurement, types)
                 for window in windows:
                     for run in runs:
                         started = time.perf_counter()
@@ -516,6 +517,36 @@ class InfluxIngestComponent(dg.Component, dg.Resolvable, dg.Model):
                 )
         yield from results
 
+    def register_signals(
+        self,
+        warehouse: WarehouseResource,
+        reader: InfluxReader,
+        registry: SignalRegistry,
+        measurement: MeasurementSpec,
+        types: Mapping[str, list[FieldInfo]],
+    ) -> None:
+        """Register the source's known series x fields before any window is written.
+
+        Signals that appear only during a window's stream are registered then; doing the bulk
+        up front keeps registry writes out of the windows' transactions.
+        """
+        signals: list[Signal] = []
+        field_types: dict[tuple[str, str], str] = {}
+        for name, infos in types.items():
+            by_field: dict[str, set[str]] = {}
+            for info in infos:
+                by_field.setdefault(info.field, set()).add(info.influx_type)
+            fields = [f for f in by_field if measurement.fields is None or f in measurement.fields]
+            for f in fields:
+                field_types[(name, f)] = ",".join(sorted(by_field[f]))
+            for tags in reader.list_series(name):
+                if measurement.tags and not _tags_match(tags, measurement.tags):
+                    continue
+                signals.extend(Signal(self.name, name, tags, f) for f in fields)
+        with warehouse.connection() as conn:
+            registry.load(conn)
+            registry.ensure(conn, signals, field_types)
+
     def _measurement_names(self, reader: InfluxReader, measurement: MeasurementSpec) -> list[str]:
         if measurement.name != "*":
             return [measurement.name]
@@ -534,7 +565,10 @@ class InfluxIngestComponent(dg.Component, dg.Resolvable, dg.Model):
         transient = _transient_errors()
         for attempt in range(1, self.max_attempts + 1):
             try:
-                with warehouse.connection() as conn, warehouse.connection() as reg_conn:
+                with (
+                    warehouse.connection() as conn,
+                    warehouse.connection(autocommit=True) as reg_conn,
+                ):
 
                     def known_ids() -> list[int]:
                         signals = registry.load(reg_conn, measurement.name)

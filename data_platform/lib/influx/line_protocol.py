@@ -858,6 +858,7 @@ class MeasurementIndex:
     points: int = 0
     field_types: dict[str, set[str]] = field(default_factory=dict)
     tag_keys: set[str] = field(default_factory=set)
+    series: set[Tags] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -881,7 +882,6 @@ _INFLUX_TYPES: dict[type | str, str] = {
     str: "string",
     "unsigned": "unsigned",
 }
-_SEEN_SERIES_LIMIT = 100_000
 
 
 def _index_file(
@@ -906,7 +906,6 @@ def _index_file(
     stats = ScanStats()
     measurements: dict[str, MeasurementIndex] = {}
     typed_fields: set[tuple[str, str, type | str]] = set()
-    seen_series: set[tuple[str, Tags]] = set()
     for point in _read_points(
         path, scale=scale, default_time_ns=default_time_ns, on_error=on_error, stats=stats
     ):
@@ -921,11 +920,8 @@ def _index_file(
         elif time_ns > entry.last_ns:
             entry.last_ns = time_ns
         entry.points += 1
-        series = (name, point.tags)
-        if series not in seen_series:
-            if len(seen_series) >= _SEEN_SERIES_LIMIT:
-                seen_series.clear()  # only a shortcut: tag keys are recorded already
-            seen_series.add(series)
+        if point.tags not in entry.series:
+            entry.series.add(point.tags)
             entry.tag_keys.update(key for key, _ in point.tags)
         if point.unsigned:
             for key, value in point.fields.items():
@@ -1060,6 +1056,12 @@ class LineProtocolSource:
     def list_tag_keys(self, measurement: str) -> list[str]:
         return sorted(
             {key for _, entry in self._measurement_indexes(measurement) for key in entry.tag_keys}
+        )
+
+    def list_series(self, measurement: str) -> list[Tags]:
+        """Every tag set of the measurement in the files, like InfluxDB's SHOW SERIES."""
+        return sorted(
+            {tags for _, entry in self._measurement_indexes(measurement) for tags in entry.series}
         )
 
     # -- data --------------------------------------------------------------------------------------

@@ -66,5 +66,4 @@ def normalize_tags(tags: dict[str, str] | None) -> Tags:
     return tuple(sorted((k, v) for k, v in tags.items() if v not in (None, "")))
 
 
-
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

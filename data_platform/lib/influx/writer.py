@@ -351,7 +351,8 @@ def replace_window(
     Signals registered during the stream are new to the registry, so they have no rows to
     delete: deleting the signals known before the stream covers the window. A failure anywhere
     (reader, registry, COPY) rolls the whole window back. New signals are registered through
-    `register_conn`, a second connection: `conn` is busy with the COPY meanwhile.
+    `register_conn`, a second connection in autocommit mode: `conn` is busy with the COPY
+    meanwhile, and the registry rows must not wait for the window's transaction.
     """
     result = WindowWrite()
     start_ns, end_ns = window.start_ns, window.end_ns
@@ -361,8 +362,8 @@ def replace_window(
     # Per series: the previous row's microsecond and the row, to detect sub-microsecond clashes.
     previous: dict[tuple[str, Tags], tuple[int, list[FieldValue], tuple[str, ...]]] = {}
     reg_conn = register_conn
+    known_ids = list(delete_tag_ids())
     with conn.transaction(), conn.cursor() as cur:
-        known_ids = list(delete_tag_ids())
         if known_ids:
             cur.execute(
                 sql.SQL("DELETE FROM {} WHERE tag_id = ANY(%s) AND ts >= %s AND ts < %s").format(

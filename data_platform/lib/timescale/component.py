@@ -521,8 +521,9 @@ class TimescaleAggregateComponent(dg.Component, dg.Resolvable, dg.Model):
         else:
             deps = [self.get_asset_spec(rollup.base).key]
             reads = q.qualified_name(plan, rollup.base)
+        # Keys never contain the target schema: it changes per deployment (schema_for).
         spec = dg.AssetSpec(
-            key=dg.AssetKey([plan.target_schema, rollup.name]),
+            key=dg.AssetKey(["rollups", rollup.name]),
             deps=deps,
             description=(
                 f"{rollup.width_text} rollup ({', '.join(rollup.columns)}) per "
@@ -530,6 +531,7 @@ class TimescaleAggregateComponent(dg.Component, dg.Resolvable, dg.Model):
             ),
             partitions_def=self.partitions_def(),
             automation_condition=dg.AutomationCondition.eager(),
+            group_name="rollups",
             kinds={"timescaledb", "postgres"},
             metadata={
                 "dagster/table_name": q.qualified_name(plan, rollup),

@@ -390,3 +390,29 @@ def test_signal_name_template_and_units(influxd, influx_db, warehouse_url, pg_co
         )
     text = str(result.get_step_failure_events()[0].event_specific_data.error)  # type: ignore[union-attr]
     assert "same tag_name" in text and "signal_name" in text
+
+
+@pytest.mark.timescale
+def test_ingest_into_timescaledb_makes_a_hypertable(influxd, influx_db, timescale_url):
+    influxd.write_lines(influx_db, "\n".join(plant_lines(hours=2, step_s=300)))
+    config = attrs(influxd, influx_db, target={"schema": "ts_ingest", "chunk_interval": "1 day"})
+    with load_yaml_component(config) as (_c, defs):
+        first = run_assets(
+            defs, timescale_url, partition_key="2024-03-01-01:00", prepared_statements=False
+        )
+        again = run_assets(
+            defs, timescale_url, partition_key="2024-03-01-01:00", prepared_statements=False
+        )
+    assert first.success and again.success
+    meta = materializations(again)[dg.AssetKey(["plant", "inverter"])]
+    assert meta["engine"].startswith("timescaledb")
+    assert meta["dagster/row_count"] == 12 * 2 * 4
+    with psycopg.connect(timescale_url, prepare_threshold=None) as conn:
+        hypertable = conn.execute(
+            "SELECT d.time_interval FROM timescaledb_information.dimensions d "
+            "WHERE d.hypertable_schema = 'ts_ingest' AND d.hypertable_name = 'influx_hist'"
+        ).fetchone()
+        assert hypertable is not None and hypertable[0] == timedelta(days=1)
+        count = conn.execute("SELECT count(*) FROM ts_ingest.influx_hist").fetchone()
+        assert count == (12 * 9,)
+    assert check_results(again)[("plant/inverter", "reconciliation")].passed

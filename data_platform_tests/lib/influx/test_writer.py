@@ -27,7 +27,7 @@ T0_NS = int(T0.timestamp()) * 1_000_000_000
 
 def write(conn: psycopg.Connection, window: Window, batches, on_collision: str = "fail"):
     registry = SignalRegistry("src", TABLES, Signal.default_name)
-    with psycopg.connect(conn.info.dsn, password=conn.info.password) as reg_conn:
+    with psycopg.connect(conn.info.dsn, password=conn.info.password, autocommit=True) as reg_conn:
 
         def known() -> list[int]:
             return [r.tag_id for r in registry.load(reg_conn, "m")]
@@ -82,7 +82,12 @@ def test_every_value_kind_round_trips_through_binary_copy(conn):
     by_field = {}
     for field, ts, value, text, meta in got:
         by_field.setdefault(field, []).append((ts, value, text, meta))
-    assert by_field["f"][0] == (T0 - timedelta(days=300) - (T0 - datetime(1970, 1, 1, tzinfo=UTC)), -1.5e300, None, None)
+    assert by_field["f"][0] == (
+        T0 - timedelta(days=300) - (T0 - datetime(1970, 1, 1, tzinfo=UTC)),
+        -1.5e300,
+        None,
+        None,
+    )
     assert by_field["f"][1] == (T0, float("inf"), None, {"ns": 123})
     assert by_field["i"] == [
         (datetime(1969, 3, 7, tzinfo=UTC), float(-(2**53)), None, None),
@@ -117,7 +122,11 @@ def test_collision_fails_by_default_and_leaves_the_window(conn):
 
 def test_a_failing_stream_rolls_the_window_back(conn):
     window = Window(T0, T0 + timedelta(hours=1))
-    write(conn, window, [SeriesBatch("m", (), ("v",), [[T0_NS + i * 1000, float(i)] for i in range(10)])])
+    write(
+        conn,
+        window,
+        [SeriesBatch("m", (), ("v",), [[T0_NS + i * 1000, float(i)] for i in range(10)])],
+    )
     conn.commit()
     before = rows(conn)
 

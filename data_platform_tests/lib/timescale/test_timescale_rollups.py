@@ -27,7 +27,6 @@ from data_platform_tests.lib.timescale.helpers import (
     read_rollup,
     replace_window,
 )
-from data_platform_tests.timescale_engine import start_timescale_engine
 
 pytestmark = pytest.mark.timescale
 
@@ -36,13 +35,6 @@ END = START + timedelta(hours=30)
 DAILY = {"start": "2024-01-01", "granularity": "daily"}
 # Loading rows into the WASM engine is slow: a point a minute per signal is enough here.
 STEP = timedelta(minutes=1)
-
-
-@pytest.fixture(scope="module")
-def timescale_url() -> Iterator[str]:
-    """One in-memory engine for the module; each test works in its own schemas."""
-    with start_timescale_engine() as engine:
-        yield engine.url
 
 
 @pytest.fixture
