@@ -59,3 +59,33 @@ def test_dropped_yaml_files_and_scaffolded_source_appear_in_dg(tmp_path: Path):
     assert "site_east/pump:reconciliation" in checks
     # No Python file was added or changed.
     assert not [p for p in defs_dir.rglob("*.py") if p.name != "__init__.py"]
+
+
+def test_dg_launch_reads_dotenv_and_fills_the_warehouse(tmp_path: Path, influxd, postgres):
+    """`dg launch` of one window in a project copy whose `.env` points at real servers."""
+    from datetime import UTC, datetime
+
+    import psycopg
+
+    from data_platform.demo.sample import PLANTS, plant_lines
+
+    plant = PLANTS[0]
+    start = datetime(2025, 3, 1, tzinfo=UTC)
+    influxd.create_database(plant.name)
+    influxd.write_lines(plant.name, "\n".join(plant_lines(plant, start, start.replace(hour=2))))
+    warehouse = postgres.create_database("launch_e2e")
+    project = copy_project(tmp_path / "project")
+    (project / ".env").write_text(
+        f"WAREHOUSE_URL={warehouse}\nINFLUX_URL={influxd.url}\nDATA_PLATFORM_SANDBOX=e2e\n"
+    )
+    result = dg(
+        project, "launch", "--assets", "plant_north/meter", "--partition", "2025-03-01-01:00"
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    with psycopg.connect(warehouse) as conn:
+        rows = conn.execute(
+            "SELECT count(*), min(h.ts), max(h.ts) FROM raw_e2e.influx_hist h "
+            "JOIN raw_e2e.influx_tag t USING (tag_id) WHERE t.measurement = 'meter'"
+        ).fetchone()
+    assert rows is not None and rows[0] == 12
+    assert rows[1] == datetime(2025, 3, 1, 1, tzinfo=UTC)

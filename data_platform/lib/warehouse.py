@@ -9,17 +9,18 @@ from typing import Any
 
 import dagster as dg
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
-_POOLS: dict[tuple[str, int, bool], ConnectionPool] = {}
+_POOLS: dict[tuple[str, int, bool], ConnectionPool[psycopg.Connection]] = {}
 _POOLS_LOCK = threading.Lock()
 
 
 def redact_url(url: str) -> str:
     """The URL with any password removed, for messages and logs."""
     try:
-        info = psycopg.conninfo.conninfo_to_dict(url)
+        info = conninfo_to_dict(url)
     except psycopg.ProgrammingError:
         return "<unparseable warehouse URL>"
     info.pop("password", None)
@@ -40,29 +41,28 @@ class WarehouseResource(dg.ConfigurableResource):
         description="Let psycopg prepare repeated statements. Turn off behind poolers in "
         "transaction mode (PgBouncer) and for engines that share one session between clients.",
     )
-    _pool: ConnectionPool | None = PrivateAttr(default=None)
 
-    def _get_pool(self) -> ConnectionPool:
-        if self._pool is None:
-            key = (self.url, self.max_connections, self.prepared_statements)
-            with _POOLS_LOCK:
-                pool = _POOLS.get(key)
-                if pool is None or pool.closed:
-                    kwargs: dict[str, Any] = {}
-                    if not self.prepared_statements:
-                        kwargs["prepare_threshold"] = None
-                    pool = ConnectionPool(
-                        self.url,
-                        min_size=0,
-                        max_size=self.max_connections,
-                        kwargs=kwargs,
-                        open=True,
-                        check=ConnectionPool.check_connection,
-                        name="warehouse",
-                    )
-                    _POOLS[key] = pool
-            self._pool = pool
-        return self._pool
+    def _get_pool(self) -> ConnectionPool[psycopg.Connection]:
+        """One pool per process and settings, shared by every asset of a run."""
+        key = (self.url, self.max_connections, self.prepared_statements)
+        with _POOLS_LOCK:
+            pool = _POOLS.get(key)
+            if pool is None or pool.closed:
+                kwargs: dict[str, Any] = {}
+                if not self.prepared_statements:
+                    kwargs["prepare_threshold"] = None
+                pool = ConnectionPool(
+                    self.url,
+                    connection_class=psycopg.Connection,
+                    min_size=0,
+                    max_size=self.max_connections,
+                    kwargs=kwargs,
+                    open=True,
+                    check=ConnectionPool.check_connection,
+                    name="warehouse",
+                )
+                _POOLS[key] = pool
+            return pool
 
     @contextmanager
     def connection(self, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:

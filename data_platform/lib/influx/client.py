@@ -44,6 +44,7 @@ from data_platform.lib.influx.influxql import (
 )
 from data_platform.lib.influx.model import (
     FieldInfo,
+    FieldStats,
     FieldValue,
     SeriesBatch,
     Tags,
@@ -100,15 +101,6 @@ class InfluxSettings:
                 shown = repr(getattr(self, name))
             parts.append(f"{name}={shown}")
         return f"InfluxSettings({', '.join(parts)})"
-
-
-@dataclass(frozen=True, slots=True)
-class FieldStats:
-    """How many values a field has in a window, and the times of its first and last one."""
-
-    count: int
-    first_ns: int | None
-    last_ns: int | None
 
 
 # -- errors ---------------------------------------------------------------------------------------

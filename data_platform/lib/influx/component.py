@@ -14,7 +14,10 @@ from typing import Annotated, Any, Protocol, Self
 
 import dagster as dg
 import psycopg
-from dagster.components.resolved.core_models import ResolvedAssetAttributes
+from dagster.components.resolved.core_models import (
+    AssetAttributesModel,
+    resolve_asset_spec_update_kwargs_to_mapping,
+)
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import Field, PrivateAttr, field_validator, model_validator
@@ -45,6 +48,13 @@ from data_platform.lib.influx.writer import (
 from data_platform.lib.warehouse import WarehouseResource, WarehouseUnavailable
 
 logger = logging.getLogger(__name__)
+
+
+# Dagster's asset attributes (key, key_prefix, group_name, owners, tags, kinds, ...), as YAML.
+ResolvedAssetAttributes = Annotated[
+    Mapping[str, Any],
+    dg.Resolver(resolve_asset_spec_update_kwargs_to_mapping, model_field_type=AssetAttributesModel),
+]
 
 
 class IngestError(Exception):
@@ -287,7 +297,7 @@ class InfluxIngestComponent(dg.Component, dg.Resolvable, dg.Model):
         attrs = dict(attrs)
         prefix = attrs.pop("key_prefix", None)
         if prefix:
-            spec = spec.with_attributes(key=spec.key.with_prefix(prefix))
+            spec = spec.replace_attributes(key=spec.key.with_prefix(prefix))
         merge = {k: attrs.pop(k) for k in ("tags", "metadata") if k in attrs}
         if "kinds" in attrs:
             attrs["kinds"] = set(attrs["kinds"]) | set(spec.kinds)

@@ -46,7 +46,14 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
-from data_platform.lib.influx.model import FieldInfo, FieldValue, SeriesBatch, Tags, Window
+from data_platform.lib.influx.model import (
+    FieldInfo,
+    FieldStats,
+    FieldValue,
+    SeriesBatch,
+    Tags,
+    Window,
+)
 
 OnError = Literal["fail", "skip"]
 
@@ -175,15 +182,6 @@ class Point:
     fields: dict[str, FieldValue]
     time_ns: int | None
     unsigned: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class FieldStats:
-    """Non-null values of one field in a window, and the time of the first and last one."""
-
-    count: int
-    first_ns: int | None
-    last_ns: int | None
 
 
 @dataclass(slots=True)

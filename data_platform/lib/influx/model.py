@@ -53,6 +53,15 @@ class FieldInfo:
     influx_type: str
 
 
+@dataclass(frozen=True, slots=True)
+class FieldStats:
+    """How many values a field has in a window, and the times of its first and last one."""
+
+    count: int
+    first_ns: int | None
+    last_ns: int | None
+
+
 def to_epoch_ns(moment: datetime) -> int:
     if moment.tzinfo is None:
         raise ValueError(f"naive datetime {moment!r}: windows are always timezone-aware (UTC)")

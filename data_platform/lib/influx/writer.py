@@ -40,11 +40,11 @@ class HistorianTables:
     chunk_interval: str = "7 days"
 
     @property
-    def hist(self) -> sql.Composed:
+    def hist(self) -> sql.Identifier:
         return sql.Identifier(self.schema, self.table)
 
     @property
-    def tags(self) -> sql.Composed:
+    def tags(self) -> sql.Identifier:
         return sql.Identifier(self.schema, self.registry)
 
     def __str__(self) -> str:

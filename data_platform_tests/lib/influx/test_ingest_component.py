@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from data_platform.lib.warehouse import WarehouseResource
 from data_platform.utils.local_servers import LocalInfluxd, free_port
 from data_platform_tests.helpers import (
     check_results,
@@ -416,3 +417,48 @@ def test_ingest_into_timescaledb_makes_a_hypertable(influxd, influx_db, timescal
         count = conn.execute("SELECT count(*) FROM ts_ingest.influx_hist").fetchone()
         assert count == (12 * 9,)
     assert check_results(again)[("plant/inverter", "reconciliation")].passed
+
+
+@pytest.mark.parametrize(
+    ("granularity", "key", "minutes"),
+    [("15min", "2024-03-01-00:15", 15), ("daily", "2024-03-01", 120)],
+)
+def test_other_granularities_cover_exactly_their_window(
+    influxd, influx_db, warehouse_url, pg_conn, granularity, key, minutes
+):
+    influxd.write_lines(influx_db, "\n".join(plant_lines(hours=2)))
+    config = attrs(influxd, influx_db, measurements=[{"name": "inverter"}])
+    config["partitions"] = {"start": "2024-03-01", "granularity": granularity}
+    with load_yaml_component(config) as (_c, defs):
+        result = run_assets(defs, warehouse_url, partition_key=key)
+    assert materializations(result)[dg.AssetKey(["plant", "inverter"])]["dagster/row_count"] == (
+        minutes * 2 * 4
+    )
+    bounds = pg_conn.execute("SELECT min(ts), max(ts) FROM raw.influx_hist").fetchone()
+    first = T0 + (timedelta(minutes=15) if granularity == "15min" else timedelta(0))
+    assert bounds == (first, first + timedelta(minutes=minutes - 1))
+
+
+def test_asset_attributes_apply_dagster_translation_fields(influxd, influx_db):
+    config = attrs(
+        influxd,
+        influx_db,
+        asset_attributes={
+            "key_prefix": ["warehouse", "raw"],
+            "group_name": "plants",
+            "owners": ["team:ot-data"],
+            "tags": {"tier": "gold"},
+            "kinds": ["scada"],
+        },
+    )
+    with load_yaml_component(config) as (_c, defs):
+        resources = {"warehouse": WarehouseResource(url="postgresql://unused")}
+        graph = defs.with_resources(resources).resolve_asset_graph()
+    inverter = graph.get(dg.AssetKey(["warehouse", "raw", "plant", "inverter"]))
+    assert inverter.group_name == "plants"
+    assert inverter.owners == ["team:ot-data"]
+    assert inverter.tags["tier"] == "gold"
+    assert {"scada", "influxdb", "postgres"} <= set(inverter.kinds)
+    assert dg.AssetKey(["warehouse", "raw", "plant", "influx_tags"]) in inverter.parent_keys
+    checks = {c.name for c in inverter.check_keys}
+    assert checks == {"reconciliation", "lag", "gaps", "schema_drift"}
