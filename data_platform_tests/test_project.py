@@ -87,5 +87,5 @@ def test_dg_launch_reads_dotenv_and_fills_the_warehouse(tmp_path: Path, influxd,
             "SELECT count(*), min(h.ts), max(h.ts) FROM raw_e2e.influx_hist h "
             "JOIN raw_e2e.influx_tag t USING (tag_id) WHERE t.measurement = 'meter'"
         ).fetchone()
-    assert rows is not None and rows[0] == 12
-    assert rows[1] == datetime(2025, 3, 1, 1, tzinfo=UTC)
+    # The window 01:00-02:00 plus the source's 3 h of lateness: everything since 00:00.
+    assert rows == (24, datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 3, 1, 1, 55, tzinfo=UTC))

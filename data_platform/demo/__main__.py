@@ -41,7 +41,7 @@ def log(message: str) -> None:
     print(f"[demo] {message}", flush=True)
 
 
-def start_servers(stack: ExitStack, hours: int) -> dict[str, str]:
+def start_servers(stack: ExitStack, hours: int, source: str = "auto") -> dict[str, str]:
     """Start what is not configured; returns the variables that point the platform at it."""
     env: dict[str, str] = {}
     now = datetime.now(UTC)
@@ -52,7 +52,7 @@ def start_servers(stack: ExitStack, hours: int) -> dict[str, str]:
         log(f"embedded PostgreSQL in {DATA / 'pg'}")
     if os.environ.get("INFLUX_URL"):
         log(f"reading InfluxDB at {os.environ['INFLUX_URL']}")
-    elif influxd_binary():
+    elif source != "files" and influxd_binary():
         influx = LocalInfluxd(root=DATA / "influxd", http_port=free_port(), rpc_port=free_port())
         influx.start()
         stack.callback(influx.stop)
@@ -129,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--hours", type=int, default=24, help="hours of sample history")
     parser.add_argument("--port", type=int, default=3000, help="port of the Dagster UI")
+    parser.add_argument(
+        "--source",
+        choices=["auto", "files"],
+        default="auto",
+        help="auto: a throwaway influxd when installed; files: the line-protocol exports",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster_home"))
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
@@ -136,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     if not home_yaml.exists():
         home_yaml.write_text("telemetry:\n  enabled: false\n")
     with ExitStack() as stack:
-        os.environ.update(start_servers(stack, args.hours))
+        os.environ.update(start_servers(stack, args.hours, args.source))
         materialize_sample(args.hours)
         add_late_points()
         if args.command == "load":
