@@ -32,7 +32,9 @@ def with_default_freshness(spec: dg.AssetSpec) -> dg.AssetSpec:
 def platform_resources() -> dict[str, object]:
     """Resources per deployment; secrets are EnvVars, resolved only when a run starts."""
     pool_size = 8 if get_environment() in ("prod", "staging") else 4
-    return {"warehouse": WarehouseResource(url=dg.EnvVar("WAREHOUSE_URL"), max_connections=pool_size)}
+    return {
+        "warehouse": WarehouseResource(url=dg.EnvVar("WAREHOUSE_URL"), max_connections=pool_size)
+    }
 
 
 def global_sensors() -> list[dg.SensorDefinition]:
