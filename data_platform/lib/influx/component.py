@@ -41,6 +41,7 @@ from data_platform.lib.influx.writer import (
     HistorianWriteError,
     Signal,
     SignalRegistry,
+    WindowLock,
     WindowWrite,
     ensure_tables,
     replace_window,
@@ -599,6 +600,7 @@ class InfluxIngestComponent(dg.Component, dg.Resolvable, dg.Model):
                         on_collision=self.on_timestamp_collision,
                         source=self.name,
                         register_conn=reg_conn,
+                        lock=WindowLock(f"{self.name}/{measurement.name}", self.partitions.width),
                     )
             except transient as exc:
                 if attempt == self.max_attempts:

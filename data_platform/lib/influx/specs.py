@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 import dagster as dg
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 Granularity = Literal["15min", "hourly", "daily"]
 
@@ -34,6 +34,11 @@ _DURATION = re.compile(
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SOURCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
+
+
+def _without_userinfo(url: str) -> str:
+    """`url` with anything before an `@` in its authority masked (it may be credentials)."""
+    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)?[^/@]*@", r"\1***@", url)
 
 
 def parse_duration(text: str, setting: str) -> timedelta:
@@ -67,6 +72,10 @@ def parse_start(text: str) -> datetime:
 
 class InfluxServerSpec(dg.Resolvable, dg.Model):
     """Where and how to read an InfluxDB server through its v1 `/query` API."""
+
+    # Values here may be secrets by mistake (credentials in INFLUX_URL, a password rendered
+    # into `password_env`): validation errors must not repeat them.
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     url: str = Field(
         description="Base URL of the server (1.x, 2.x or 3.x): scheme, host and port.",
@@ -128,7 +137,7 @@ class InfluxServerSpec(dg.Resolvable, dg.Model):
         value = value.strip()
         if not re.match(r"^https?://[^\s/]+", value):
             raise ValueError(
-                f"influx.url: {value!r} is not an http(s) URL; write e.g. "
+                f"influx.url: {_without_userinfo(value)!r} is not an http(s) URL; write e.g. "
                 "'http://localhost:8086' (or set INFLUX_URL when the YAML reads it)"
             )
         if "@" in value.split("//", 1)[1].split("/", 1)[0]:
@@ -150,11 +159,13 @@ class InfluxServerSpec(dg.Resolvable, dg.Model):
 
     @field_validator("username_env", "password_env", "token_env")
     @classmethod
-    def _env_name(cls, value: str | None) -> str | None:
+    def _env_name(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and not _ENV_NAME.match(value):
+            # The value is not repeated: it may be the secret itself.
             raise ValueError(
-                f"{value!r} is not an environment variable name: the *_env settings take the "
-                "variable's NAME (e.g. INFLUX_PASSWORD), never the secret itself"
+                f"influx.{info.field_name} is not an environment variable name: the *_env "
+                "settings take the variable's NAME (e.g. INFLUX_PASSWORD), never the secret "
+                "itself"
             )
         return value
 

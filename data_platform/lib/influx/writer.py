@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -49,6 +50,28 @@ class HistorianTables:
 
     def __str__(self) -> str:
         return f"{self.schema}.{self.table}"
+
+
+@dataclass(frozen=True, slots=True)
+class WindowLock:
+    """Serialises the transactions that replace overlapping windows of the same signals.
+
+    Time is cut into `slot`-wide slots counted from the epoch. Before it reads which rows to
+    delete, a writer takes an advisory lock on every slot its window touches, in time order (so
+    two writers cannot deadlock), and keeps them until its transaction has ended. Two runs of
+    one partition, or neighbours whose windows overlap through `lateness`, then replace the
+    shared part one after the other instead of colliding on the unique (tag_id, ts) key;
+    windows that share no slot are written in parallel.
+    """
+
+    signals: str
+    """What the rows belong to, e.g. `<source>/<measurement>`: other signals never wait."""
+    slot: timedelta
+
+    def keys(self, tables: HistorianTables, window: Window) -> list[str]:
+        slot_ns = self.slot // timedelta(microseconds=1) * 1000
+        first, last = window.start_ns // slot_ns, (window.end_ns - 1) // slot_ns
+        return [f"historian:{tables}:{self.signals}:{n}" for n in range(first, last + 1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,6 +368,7 @@ def replace_window(
     on_collision: str = "fail",
     source: str = "",
     preview_rows: int = 5,
+    lock: WindowLock | None = None,
 ) -> WindowWrite:
     """Replace the window's rows in one transaction: delete, then COPY the streamed batches.
 
@@ -352,7 +376,9 @@ def replace_window(
     delete: deleting the signals known before the stream covers the window. A failure anywhere
     (reader, registry, COPY) rolls the whole window back. New signals are registered through
     `register_conn`, a second connection in autocommit mode: `conn` is busy with the COPY
-    meanwhile, and the registry rows must not wait for the window's transaction.
+    meanwhile, and the registry rows must not wait for the window's transaction. With `lock`,
+    concurrent writers of overlapping windows take turns (see `WindowLock`); the signals to
+    delete are read once the turn has come, so they include those another writer just added.
     """
     result = WindowWrite()
     start_ns, end_ns = window.start_ns, window.end_ns
@@ -362,8 +388,12 @@ def replace_window(
     # Per series: the previous row's microsecond and the row, to detect sub-microsecond clashes.
     previous: dict[tuple[str, Tags], tuple[int, list[FieldValue], tuple[str, ...]]] = {}
     reg_conn = register_conn
-    known_ids = list(delete_tag_ids())
-    with conn.transaction(), conn.cursor() as cur:
+    keys = lock.keys(tables, window) if lock is not None else []
+    with (
+        _turn(reg_conn, keys, delete_tag_ids) as known_ids,
+        conn.transaction(),
+        conn.cursor() as cur,
+    ):
         if known_ids:
             cur.execute(
                 sql.SQL("DELETE FROM {} WHERE tag_id = ANY(%s) AND ts >= %s AND ts < %s").format(
@@ -446,6 +476,30 @@ def replace_window(
             buf += _COPY_TRAILER
             copy.write(buf)
     return result
+
+
+@contextmanager
+def _turn(
+    register_conn: psycopg.Connection,
+    keys: Sequence[str],
+    delete_tag_ids: Callable[[], Sequence[int]],
+) -> Iterator[list[int]]:
+    """Hold the window's locks (see `WindowLock`) and give the signals whose rows to delete.
+
+    The locks are session locks of the registry connection, taken before the window's
+    transaction begins and released once it has ended: the signals are then read after the
+    turn has come, and outside that transaction (some engines serve one transaction at a time).
+    """
+    for key in keys:
+        register_conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [key])
+    try:
+        yield list(delete_tag_ids())
+    finally:
+        try:
+            for key in reversed(keys):
+                register_conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [key])
+        except psycopg.Error:
+            register_conn.close()  # ends the session, and with it the locks it still holds
 
 
 def _drop_collisions(
