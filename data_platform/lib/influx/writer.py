@@ -120,17 +120,41 @@ class RegisteredSignal:
 
 
 @dataclass(slots=True)
+class SeriesTiming:
+    """Row count, time span and longest silence of one series in a window (microseconds)."""
+
+    series: str
+    rows: int = 0
+    first_us: int | None = None
+    last_us: int | None = None
+    longest_us: int = 0
+    longest_from_us: int | None = None
+
+    @property
+    def usual_interval_us(self) -> float | None:
+        """The mean interval without the longest silence: what the series normally does."""
+        if self.rows < 3 or self.first_us is None or self.last_us is None:
+            return None
+        return (self.last_us - self.first_us - self.longest_us) / (self.rows - 2)
+
+
+@dataclass(slots=True)
 class WindowWrite:
     """What one window's replacement did."""
 
     rows: int = 0
     deleted: int = 0
-    series: int = 0
     signals: set[int] = field(default_factory=set)
     newest_ns: int | None = None
     oldest_ns: int | None = None
     collisions: int = 0
     preview: list[tuple[Any, ...]] = field(default_factory=list)
+    timings: dict[tuple[str, Tags], SeriesTiming] = field(default_factory=dict)
+
+    @property
+    def series(self) -> int:
+        """Series with at least one row in the window."""
+        return sum(1 for t in self.timings.values() if t.rows)
 
 
 def ensure_tables(conn: psycopg.Connection, tables: HistorianTables) -> str | None:
@@ -415,14 +439,19 @@ def replace_window(
                     ],
                 )
                 ids = [r.tag_id for r in registered]
-                width = len(ids)
                 series = (batch.measurement, batch.tags)
                 prev_us, prev_row, prev_columns = previous.get(series, (None, None, None))
                 if prev_row is not None and prev_columns != batch.columns:
                     by_name = dict(zip(prev_columns or (), prev_row[1:], strict=True))
                     prev_row = [prev_row[0], *(by_name.get(c) for c in batch.columns)]
-                rows_before = result.rows
-                for row in batch.rows:
+                timing = result.timings.get(series)
+                if timing is None:
+                    timing = result.timings[series] = SeriesTiming(registered[0].signal.series_key)
+                # Row pass: bounds, order, sub-microsecond clashes, timestamps and silences.
+                rows = batch.rows
+                stamps: list[int] = []
+                metas: list[bytes | None] = []
+                for j, row in enumerate(rows):
                     ts_ns = row[0]
                     if not start_ns <= ts_ns < end_ns:  # type: ignore[operator]
                         raise HistorianWriteError(
@@ -430,36 +459,55 @@ def replace_window(
                             f"{window}; the reader returned data it was not asked for"
                         )
                     ts_us, ns_rest = divmod(ts_ns, 1000)  # type: ignore[operator]
-                    meta = b'\x01{"ns": %d}' % ns_rest if ns_rest else None
                     merged = None
-                    if prev_us is not None and ts_us <= prev_us:
-                        if ts_us < prev_us:
-                            raise HistorianWriteError(
-                                f"source '{source}', window {window}: points of series "
-                                f"{registered[0].signal.series_key!r} arrived out of time order"
+                    if prev_us is not None:
+                        if ts_us <= prev_us:
+                            if ts_us < prev_us:
+                                raise HistorianWriteError(
+                                    f"source '{source}', window {window}: points of series "
+                                    f"{timing.series!r} arrived out of time order"
+                                )
+                            # A third point in the same microsecond clashes with either of them.
+                            merged = [
+                                a if a is not None else b
+                                for a, b in zip(row, prev_row or row, strict=True)
+                            ]
+                            rows[j] = _drop_collisions(
+                                row,
+                                prev_row,
+                                registered,
+                                result,
+                                on_collision,
+                                source,
+                                window,
+                                ts_ns,
                             )
-                        # A third point in the same microsecond clashes with either of them.
-                        merged = [
-                            a if a is not None else b
-                            for a, b in zip(row, prev_row or row, strict=True)
-                        ]
-                        row = _drop_collisions(
-                            row, prev_row, registered, result, on_collision, source, window, ts_ns
-                        )
-                    pg_ts = ts_us - _PG_EPOCH_US
-                    for i in range(width):
-                        value = row[i + 1]
+                        elif ts_us - prev_us > timing.longest_us:
+                            timing.longest_us = ts_us - prev_us
+                            timing.longest_from_us = prev_us
+                    else:
+                        timing.first_us = ts_us
+                    timing.rows += 1
+                    stamps.append(ts_us - _PG_EPOCH_US)
+                    metas.append(b'\x01{"ns": %d}' % ns_rest if ns_rest else None)
+                    prev_us, prev_row = ts_us, merged or rows[j]
+                timing.last_us = prev_us
+                previous[series] = (prev_us, prev_row, batch.columns)  # type: ignore[assignment]
+                # Column pass: one signal at a time, so the (tag_id, ts) index grows in order.
+                any_meta = any(metas)
+                for i, tag_id in enumerate(ids):
+                    col = i + 1
+                    for j, row in enumerate(rows):
+                        value = row[col]
                         if value is not None:
-                            _encode_value(buf, pg_ts, ids[i], value, meta)
+                            _encode_value(
+                                buf, stamps[j], tag_id, value, metas[j] if any_meta else None
+                            )
                             result.rows += 1
-                    prev_us, prev_row = ts_us, merged or row
                     if len(buf) > _FLUSH_BYTES:
                         copy.write(buf)
                         buf = bytearray()
-                previous[series] = (prev_us, prev_row, batch.columns)  # type: ignore[assignment]
-                if result.rows > rows_before:
-                    result.series += 1
-                    result.signals.update(ids)
+                result.signals.update(ids)
                 first_ns, last_ns = batch.rows[0][0], batch.rows[-1][0]
                 if result.oldest_ns is None or first_ns < result.oldest_ns:  # type: ignore[operator]
                     result.oldest_ns = first_ns  # type: ignore[assignment]
