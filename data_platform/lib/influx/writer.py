@@ -495,18 +495,23 @@ def replace_window(
                 previous[series] = (prev_us, prev_row, batch.columns)  # type: ignore[assignment]
                 # Column pass: one signal at a time, so the (tag_id, ts) index grows in order.
                 any_meta = any(metas)
+                pack = _NUMBER_ROW
+                written = 0
                 for i, tag_id in enumerate(ids):
                     col = i + 1
                     for j, row in enumerate(rows):
                         value = row[col]
-                        if value is not None:
-                            _encode_value(
-                                buf, stamps[j], tag_id, value, metas[j] if any_meta else None
-                            )
-                            result.rows += 1
+                        if value is None:
+                            continue
+                        written += 1
+                        if value.__class__ is float and not any_meta:
+                            buf += pack(6, 8, stamps[j], 4, tag_id, 8, value, -1, 2, 0, -1)
+                        else:
+                            _encode_value(buf, stamps[j], tag_id, value, metas[j])
                     if len(buf) > _FLUSH_BYTES:
                         copy.write(buf)
                         buf = bytearray()
+                result.rows += written
                 result.signals.update(ids)
                 first_ns, last_ns = batch.rows[0][0], batch.rows[-1][0]
                 if result.oldest_ns is None or first_ns < result.oldest_ns:  # type: ignore[operator]
