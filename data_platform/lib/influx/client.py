@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import codecs
 import csv
+import dataclasses
 import json
 import logging
 import random
@@ -367,6 +368,9 @@ class InfluxClient:
         self._base_url = self._checked_url(settings.url)
         self._check_settings()
         self._negotiated: WireFormat | None = None
+        # The field types last listed per measurement (SHOW FIELD KEYS), to read a field whose
+        # type differs between shards without asking again for every window.
+        self._known_types: dict[str, dict[str, frozenset[str]]] = {}
         self._http = httpx.Client(
             headers=self._headers(),
             timeout=httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
@@ -473,15 +477,36 @@ class InfluxClient:
         return self._stream_with_retries(read)
 
     def window_stats(self, measurement: str, window: Window) -> dict[str, FieldStats]:
-        """Per field with values in the window: how many, and the first and last time."""
+        """Per field with values in the window: how many, and the first and last time.
+
+        A field with several types (one per shard) is counted and timed across all of them.
+        """
         source = self._source_of(measurement)
         what = f"counting {quote_ident(measurement)}"
-        counts = _field_counts(self._metadata(count_window(source, window), what, window))
+        types = self._field_types(measurement, retry=True)
+        query = count_window(source, window, field_types=types)
+        counts = _field_counts(self._metadata(query, what, window))
         stats: dict[str, FieldStats] = {}
         for field, count in counts.items():
-            first = self._selector_time("first", field, source, window, measurement)
-            last = self._selector_time("last", field, source, window, measurement)
-            stats[field] = FieldStats(count=count, first_ns=first, last_ns=last)
+            several = len(types.get(field, ())) > 1
+            kinds: Sequence[str | None] = sorted(types[field]) if several else [None]
+            firsts = [
+                t
+                for kind in kinds
+                if (t := self._selector_time("first", field, source, window, measurement, kind))
+                is not None
+            ]
+            lasts = [
+                t
+                for kind in kinds
+                if (t := self._selector_time("last", field, source, window, measurement, kind))
+                is not None
+            ]
+            stats[field] = FieldStats(
+                count=count,
+                first_ns=min(firsts) if firsts else None,
+                last_ns=max(lasts) if lasts else None,
+            )
         return stats
 
     # -- settings ---------------------------------------------------------------------------------
@@ -771,12 +796,18 @@ class InfluxClient:
         series = self._metadata(query, what, retry=retry)
         keys = _column(series, "fieldKey")
         types = _column(series, "fieldType")
-        return [FieldInfo(measurement, str(k), str(t)) for k, t in zip(keys, types, strict=True)]
+        infos = [FieldInfo(measurement, str(k), str(t)) for k, t in zip(keys, types, strict=True)]
+        known: dict[str, set[str]] = {}
+        for info in infos:
+            known.setdefault(info.field, set()).add(info.influx_type)
+        self._known_types[measurement] = {name: frozenset(t) for name, t in known.items()}
+        return infos
 
-    def _field_types(self, measurement: str) -> dict[str, frozenset[str]]:
-        """Field name -> its types; read within a window's attempt, so no retries of its own."""
+    def _field_types(self, measurement: str, *, retry: bool = False) -> dict[str, frozenset[str]]:
+        """Field name -> its types; read within a window's attempt, so no retries of its own
+        unless asked."""
         types: dict[str, set[str]] = {}
-        for info in self._field_keys(measurement, retry=False):
+        for info in self._field_keys(measurement, retry=retry):
             types.setdefault(info.field, set()).add(info.influx_type)
         return {name: frozenset(found) for name, found in types.items()}
 
@@ -787,9 +818,11 @@ class InfluxClient:
         source: str,
         window: Window,
         measurement: str,
+        influx_type: str | None = None,
     ) -> int | None:
         what = f"finding the {selector} {quote_ident(field)} of {quote_ident(measurement)}"
-        series = self._metadata(selector_window(selector, field, source, window), what, window)
+        query = selector_window(selector, field, source, window, influx_type)
+        series = self._metadata(query, what, window)
         for piece in series:
             for row in piece.get("values") or ():
                 return int(row[0])
@@ -847,6 +880,18 @@ class InfluxClient:
         if self.wire_format in ("json", "csv"):
             # JSON writes 2.0 as 2 and CSV has no types at all: both need the schema.
             types = self._field_types(read.measurement)
+        # A field whose type differs between shards is read once per type (see
+        # `select_window`); msgpack reads go by the types last listed (`list_field_keys`).
+        known = types if types is not None else self._known_types.get(read.measurement, {})
+        if any(len(known.get(f, ())) > 1 for f in read.fields or known):
+            query = select_window(
+                read.source,
+                read.window,
+                fields=read.fields,
+                tag_filters=read.tag_filters,
+                field_types=known,
+            )
+            read = dataclasses.replace(read, query=query)
         response, kind = self._open_window(read)
         try:
             if kind != "msgpack" and types is None:
@@ -855,8 +900,8 @@ class InfluxClient:
                 tally = _CsvTally({}, {})
                 for batch in self._csv_batches(response, read, types or {}, tally):
                     progress.batches += 1
-                    yield batch
-                self._verify_csv(read, tally)
+                    yield _merged(batch)
+                self._verify_csv(read, tally, types or {})
                 return
             float_fields = (
                 frozenset(name for name, found in types.items() if "float" in found)
@@ -865,7 +910,7 @@ class InfluxClient:
             )
             documents = self._documents(response, kind, read.what, read.window)
             for series in self._series(documents, read.what, read.window):
-                batch = self._batch(series, read, float_fields)
+                batch = _merged(self._batch(series, read, float_fields))
                 if batch.rows:
                     progress.batches += 1
                     yield batch
@@ -945,7 +990,7 @@ class InfluxClient:
                     )
                 if tuple(row[3:]) != columns:
                     columns = tuple(row[3:])
-                    parsers = [_csv_parser(types.get(name)) for name in columns]
+                    parsers = _csv_parsers(columns, types)
                 blanks = [0] * len(columns)
                 rows_under_header = 0
                 header_open = True
@@ -989,10 +1034,12 @@ class InfluxClient:
         if batch is not None and batch.rows:
             yield batch
 
-    def _verify_csv(self, read: _WindowRead, tally: _CsvTally) -> None:
+    def _verify_csv(
+        self, read: _WindowRead, tally: _CsvTally, types: Mapping[str, frozenset[str]]
+    ) -> None:
         """CSV carries no errors or partial flags: compare what arrived with the server's count."""
         what = f"checking the CSV read of {quote_ident(read.measurement)}"
-        query = count_window(read.source, read.window, read.tag_filters)
+        query = count_window(read.source, read.window, read.tag_filters, types)
         expected = _field_counts(self._metadata(query, what, read.window))
         names = read.fields if read.fields is not None else sorted({*expected, *tally.present})
         for name in names:
@@ -1050,8 +1097,42 @@ def _field_counts(series: list[dict[str, Any]]) -> dict[str, int]:
         for row in piece.get("values") or ():
             for name, value in zip(columns, row, strict=False):
                 if name.startswith("count_") and value:
-                    counts[name.removeprefix("count_")] = int(value)
+                    field = name.removeprefix("count_")
+                    counts[field] = counts.get(field, 0) + int(value)  # one column per type
     return counts
+
+
+def _merged(batch: SeriesBatch) -> SeriesBatch:
+    """The batch with columns of one name (a field read once per type) folded into one."""
+    columns = batch.columns
+    unique = tuple(dict.fromkeys(columns))
+    if len(unique) == len(columns):
+        return batch
+    positions = [[i + 1 for i, c in enumerate(columns) if c == name] for name in unique]
+    rows: list[list[FieldValue]] = []
+    for row in batch.rows:
+        merged: list[FieldValue] = [row[0]]
+        for places in positions:
+            merged.append(next((row[i] for i in places if row[i] is not None), None))
+        rows.append(merged)
+    return SeriesBatch(batch.measurement, batch.tags, unique, rows)
+
+
+def _csv_parsers(
+    columns: Sequence[str], types: Mapping[str, frozenset[str]]
+) -> list[Callable[[str], FieldValue]]:
+    """A parser per CSV column; the columns of a field read once per type come in the sorted
+    order of its types (see `select_window`), each parsed as its own type."""
+    seen: dict[str, int] = {}
+    parsers = []
+    for name in columns:
+        found = types.get(name)
+        occurrence = seen[name] = seen.get(name, -1) + 1
+        if found and len(found) > 1 and columns.count(name) == len(found):
+            parsers.append(_CSV_PARSERS.get(sorted(found)[occurrence], _parse_any))
+        else:
+            parsers.append(_csv_parser(found))
+    return parsers
 
 
 def _read_prefix(response: httpx.Response, limit: int) -> bytes:

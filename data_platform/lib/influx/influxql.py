@@ -6,7 +6,7 @@ nothing else in the package formats InfluxQL by hand.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Literal
 
 from data_platform.lib.influx.model import Tags, Window, normalize_tags
@@ -55,22 +55,53 @@ def tag_condition(tag_filters: Mapping[str, Sequence[str]] | None) -> str:
     return "".join(clauses)
 
 
+FieldTypes = Mapping[str, Collection[str]]
+"""Field name -> its InfluxDB types (several when shards disagree), as SHOW FIELD KEYS lists."""
+
+
+def several_types(field_types: FieldTypes | None) -> list[str]:
+    """The fields that have more than one type, sorted."""
+    return sorted(name for name, found in (field_types or {}).items() if len(found) > 1)
+
+
+def _typed(field: str, field_types: FieldTypes) -> list[str]:
+    """`field` once per type, cast and aliased back to its name, when it has several.
+
+    A plain reference to a field whose type differs between shards returns the values of one
+    type only (InfluxDB 1.x picks float, then integer, string, boolean); a cast per type reads
+    them all, in columns of the same name.
+    """
+    ident = quote_ident(field)
+    found = sorted(field_types.get(field, ()))
+    if len(found) < 2:
+        return [ident]
+    return [f"{ident}::{kind} AS {ident}" for kind in found]
+
+
 def select_window(
     source: str,
     window: Window,
     *,
     fields: Sequence[str] | None = None,
     tag_filters: Mapping[str, Sequence[str]] | None = None,
+    field_types: FieldTypes | None = None,
 ) -> str:
-    """The statement that reads one window, one series per tag set."""
-    if fields is None:
-        selection = "*"
-    else:
+    """The statement that reads one window, one series per tag set.
+
+    With `field_types`, a field with several types is read once per type (see `_typed`);
+    the columns of one name then hold the field's values, each row in one of them.
+    """
+    if fields is not None:
         if isinstance(fields, str):
             raise ValueError(f"fields: give a list of field names, not the string {fields!r}")
         if not fields:
             raise ValueError("fields is empty; pass None to read every field")
-        selection = ", ".join(quote_ident(f) for f in dict.fromkeys(fields))
+    types = field_types or {}
+    names = list(dict.fromkeys(fields)) if fields is not None else sorted(types)
+    if fields is None and not any(len(types.get(f, ())) > 1 for f in names):
+        selection = "*"
+    else:
+        selection = ", ".join(part for f in names for part in _typed(f, types))
     return (
         f"SELECT {selection} FROM {source} WHERE {time_condition(window)}"
         f"{tag_condition(tag_filters)} GROUP BY *"
@@ -78,18 +109,45 @@ def select_window(
 
 
 def count_window(
-    source: str, window: Window, tag_filters: Mapping[str, Sequence[str]] | None = None
+    source: str,
+    window: Window,
+    tag_filters: Mapping[str, Sequence[str]] | None = None,
+    field_types: FieldTypes | None = None,
 ) -> str:
+    """Values per field in the window, in columns `count_<field>`; a field with several types
+    (`field_types`) is counted once per type, in columns of the same name (sum them)."""
+    types = field_types or {}
+    if several_types(types):
+        selection = ", ".join(
+            f"count({ref}) AS {quote_ident(f'count_{field}')}"
+            for field in sorted(types)
+            for ref in (
+                [f"{quote_ident(field)}::{kind}" for kind in sorted(types[field])]
+                if len(types[field]) > 1
+                else [quote_ident(field)]
+            )
+        )
+    else:
+        selection = "count(*)"
     return (
-        f"SELECT count(*) FROM {source} WHERE {time_condition(window)}{tag_condition(tag_filters)}"
+        f"SELECT {selection} FROM {source} WHERE {time_condition(window)}"
+        f"{tag_condition(tag_filters)}"
     )
 
 
 def selector_window(
-    selector: Literal["first", "last"], field: str, source: str, window: Window
+    selector: Literal["first", "last"],
+    field: str,
+    source: str,
+    window: Window,
+    influx_type: str | None = None,
 ) -> str:
-    """`SELECT first("f") ...`: a single selector keeps the point's own timestamp."""
-    return f"SELECT {selector}({quote_ident(field)}) FROM {source} WHERE {time_condition(window)}"
+    """`SELECT first("f") ...`: a single selector keeps the point's own timestamp.
+
+    `influx_type` casts the field (`"f"::string`) to look at the values of that type only.
+    """
+    ref = quote_ident(field) if influx_type is None else f"{quote_ident(field)}::{influx_type}"
+    return f"SELECT {selector}({ref}) FROM {source} WHERE {time_condition(window)}"
 
 
 # -- line-protocol keys (SHOW SERIES and the CSV `tags` column) -----------------------------------
