@@ -493,6 +493,12 @@ class InfluxIngestComponent(dg.Component, dg.Resolvable, dg.Model):
             reader = stack.enter_context(self.open_reader())
             with warehouse.connection() as conn:
                 engine = ensure_tables(conn, self.tables)
+            skipped, examples = skipped_lines(reader)
+            if skipped:
+                context.log.warning(
+                    f"source '{self.name}': {skipped} malformed line(s) in the files were skipped "
+                    f"(files.on_error: skip), e.g. {examples[0]}"
+                )
             results = []
             for measurement in selected:
                 names = self._measurement_names(reader, measurement)
@@ -672,6 +678,11 @@ class InfluxIngestComponent(dg.Component, dg.Resolvable, dg.Model):
                 sum(w.collisions for r in runs for w in r.writes)
             ),
         }
+        if self.reads_files:
+            skipped, examples = skipped_lines(reader)
+            metadata["skipped_lines"] = dg.MetadataValue.int(skipped)
+            if examples:
+                metadata["skipped_line_examples"] = dg.MetadataValue.json(examples)
         if lag_s is not None:
             metadata["lag_seconds"] = dg.MetadataValue.float(round(lag_s, 3))
             metadata["newest_point"] = dg.MetadataValue.text(
@@ -729,6 +740,18 @@ class InfluxIngestComponent(dg.Component, dg.Resolvable, dg.Model):
 
 
 _NAMING_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+def skipped_lines(reader: InfluxReader) -> tuple[int, list[str]]:
+    """Malformed lines a files source skipped (`on_error: skip`) in all its files: how many,
+    and the first few errors (file, line, problem). Lines are not in any window, so every
+    materialization of the source reports the total."""
+    from data_platform.lib.influx.line_protocol import LineProtocolSource
+
+    if not isinstance(reader, LineProtocolSource):
+        return 0, []
+    stats = [index.stats for index in reader.files()]
+    return sum(s.skipped_lines for s in stats), [str(e) for s in stats for e in s.errors][:5]
 
 
 def _md(text: str) -> str:
