@@ -40,3 +40,13 @@ def backfill_peak_rss(
             defs, warehouse_url, partition_range=partition_range, raise_on_error=False
         )
     return result.success, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def partition_peak_rss(
+    attributes: dict[str, Any], warehouse_url: str, partition_key: str
+) -> tuple[bool, int, int]:
+    """Run one partition; (success, RSS before the run, peak RSS after it), both in KiB."""
+    with load_yaml_component(attributes) as (_component, defs):
+        baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        result = run_assets(defs, warehouse_url, partition_key=partition_key, raise_on_error=False)
+    return result.success, baseline, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

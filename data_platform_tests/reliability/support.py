@@ -14,7 +14,7 @@ import pytest
 from psycopg import sql
 
 from data_platform.lib.influx.client import InfluxClient
-from data_platform.lib.influx.model import SeriesBatch, Window
+from data_platform.lib.influx.model import SeriesBatch, Window, to_epoch_ns
 from data_platform.utils.local_servers import LocalInfluxd, LocalPostgres
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
@@ -25,7 +25,7 @@ SECRET = "S3cr3t-canary-pw"
 
 
 def ns(moment: datetime) -> int:
-    return int(moment.timestamp()) * NS + moment.microsecond * 1000
+    return to_epoch_ns(moment)
 
 
 def device_lines(
