@@ -607,8 +607,17 @@ class InfluxClient:
 
     def _transport_error(
         self, what: str, window: Window | None, exc: Exception, *, after: str = ""
-    ) -> InfluxTransientError:
+    ) -> InfluxError:
         detail = str(exc) or type(exc).__name__
+        if _tls_rejected(exc):
+            # Not transient: every retry meets the same certificate.
+            cause = f"the TLS certificate of {self._base_url} is not trusted ({detail})"
+            hint = (
+                "Set `influx.ca_cert` to the PEM file of the CA that signed the server's "
+                "certificate (a private CA), or give the server a certificate for this host "
+                "name from a CA this machine trusts"
+            )
+            return InfluxConfigError(self.source, what, self._redact(cause), window, hint)
         if isinstance(exc, httpx.ConnectError):
             cause = f"cannot connect to {self._base_url} ({detail})"
         elif isinstance(exc, httpx.TimeoutException):
@@ -1133,6 +1142,16 @@ def _csv_parsers(
         else:
             parsers.append(_csv_parser(found))
     return parsers
+
+
+def _tls_rejected(exc: BaseException) -> bool:
+    """Whether a connection failed because the server's certificate did not verify."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc)
 
 
 def _read_prefix(response: httpx.Response, limit: int) -> bytes:
