@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -41,6 +41,13 @@ class WarehouseResource(dg.ConfigurableResource):
         description="Let psycopg prepare repeated statements. Turn off behind poolers in "
         "transaction mode (PgBouncer) and for engines that share one session between clients.",
     )
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        """The fields repr() and str() show: the URL without its password."""
+        for name, value in super().__repr_args__():
+            if name == "url" and isinstance(value, str) and not isinstance(value, dg.EnvVar):
+                value = redact_url(value)
+            yield name, value
 
     def _get_pool(self) -> ConnectionPool[psycopg.Connection]:
         """One pool per process and settings, shared by every asset of a run."""
