@@ -338,12 +338,12 @@ def test_twenty_thousand_series_in_one_window(
     attrs = source_attrs(influxd.url, influx_db, influx={"chunk_size": 10_000})
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        success, baseline_kib, peak_kib = pool.submit(
-            children.partition_peak_rss, attrs, warehouse_url, PARTITION
-        ).result(timeout=240)
-    assert success
+        outcome = pool.submit(children.partition_peak_rss, attrs, warehouse_url, PARTITION).result(
+            timeout=240
+        )
+    assert outcome["success"]
     with psycopg.connect(warehouse_url) as conn:
         assert conn.execute("SELECT count(*) FROM raw.influx_hist").fetchone() == (series * points,)
         assert conn.execute("SELECT count(*) FROM raw.influx_tag").fetchone() == (series,)
-    grown_mib = (peak_kib - baseline_kib) / 1024
+    grown_mib = (outcome["peak_kib"] - outcome["before_kib"]) / 1024
     assert grown_mib < 250, f"the run grew by {grown_mib:.0f} MiB"
