@@ -35,6 +35,7 @@ from data_platform.lib.influx.specs import (
     PartitionsSpec,
     TargetSpec,
     parse_duration,
+    within,
 )
 from data_platform.lib.influx.writer import (
     HistorianTables,
@@ -168,19 +169,16 @@ class InfluxIngestComponent(dg.Component, dg.Resolvable, dg.Model):
     )
     backfill_partitions_per_run: int | None = Field(
         default=None,
-        ge=1,
         description="Backfills: partitions per run. Default: the whole range in one run, "
         "processed in atomic partition-wide slices; set e.g. 1 to fan a backfill out over "
         "concurrent runs (capped by the source's concurrency pool).",
     )
     max_attempts: int = Field(
         default=3,
-        ge=1,
-        le=10,
         description="Attempts per window on transient failures (connection, 5xx, timeout).",
     )
     retry_backoff_seconds: float = Field(
-        default=2.0, ge=0, description="First retry delay; doubles at each attempt."
+        default=2.0, description="First retry delay; doubles at each attempt."
     )
     asset_attributes: ResolvedAssetAttributes | None = Field(
         default=None,
@@ -189,6 +187,21 @@ class InfluxIngestComponent(dg.Component, dg.Resolvable, dg.Model):
     )
 
     _project_root: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @field_validator("max_attempts")
+    @classmethod
+    def _attempts(cls, value: int) -> int:
+        return within(value, 1, 10, "max_attempts")
+
+    @field_validator("retry_backoff_seconds")
+    @classmethod
+    def _backoff(cls, value: float) -> float:
+        return within(value, 0, 600, "retry_backoff_seconds")
+
+    @field_validator("backfill_partitions_per_run")
+    @classmethod
+    def _per_run(cls, value: int | None) -> int | None:
+        return None if value is None else within(value, 1, 10_000, "backfill_partitions_per_run")
 
     @field_validator("on_timestamp_collision")
     @classmethod

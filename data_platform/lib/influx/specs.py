@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import dagster as dg
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -51,6 +51,20 @@ def parse_duration(text: str, setting: str) -> timedelta:
         )
     number, unit = match.groups()
     return timedelta(seconds=float(number) * _UNIT_SECONDS[unit[0].lower()])
+
+
+Number = TypeVar("Number", int, float)
+
+
+def within(value: Number, low: float | None, high: float | None, setting: str) -> Number:
+    """`value` when low <= value <= high, else an error naming the setting and the range."""
+    if (low is not None and value < low) or (high is not None and value > high):
+        if low is not None and high is not None:
+            bounds = f"between {low:,} and {high:,}"
+        else:
+            bounds = f"at least {low:,}" if low is not None else f"at most {high:,}"
+        raise ValueError(f"{setting} is {value:,}; set it {bounds}")
+    return value
 
 
 def parse_start(text: str) -> datetime:
@@ -113,12 +127,10 @@ class InfluxServerSpec(dg.Resolvable, dg.Model):
     )
     chunk_size: int = Field(
         default=10_000,
-        ge=100,
-        le=1_000_000,
         description="Points per streamed chunk: memory stays bounded by it, not by the window.",
     )
     timeout_seconds: float = Field(
-        default=300.0, gt=0, description="Read timeout of one query, in seconds."
+        default=300.0, description="Read timeout of one query, in seconds."
     )
     verify_tls: bool = Field(default=True, description="Verify the server's TLS certificate.")
     ca_cert: str | None = Field(
@@ -130,6 +142,16 @@ class InfluxServerSpec(dg.Resolvable, dg.Model):
         "(default: one pool per server host and port).",
         examples=["influx_plant_north"],
     )
+
+    @field_validator("chunk_size")
+    @classmethod
+    def _chunk_size(cls, value: int) -> int:
+        return within(value, 100, 1_000_000, "influx.chunk_size")
+
+    @field_validator("timeout_seconds")
+    @classmethod
+    def _timeout(cls, value: float) -> float:
+        return within(value, 0.001, None, "influx.timeout_seconds")
 
     @field_validator("url")
     @classmethod
@@ -282,8 +304,6 @@ class PartitionsSpec(dg.Resolvable, dg.Model):
     )
     end_offset: int = Field(
         default=0,
-        ge=0,
-        le=24,
         description="Extra partitions past the last closed one (1 = the open window is a "
         "partition and gets re-read until it closes).",
     )
@@ -292,6 +312,11 @@ class PartitionsSpec(dg.Resolvable, dg.Model):
         description="Also re-read this much before each run's first window, for late points.",
         examples=["2h"],
     )
+
+    @field_validator("end_offset")
+    @classmethod
+    def _end_offset(cls, value: int) -> int:
+        return within(value, 0, 24, "partitions.end_offset")
 
     @field_validator("start")
     @classmethod
@@ -333,7 +358,6 @@ class ChecksSpec(dg.Resolvable, dg.Model):
     )
     gap_factor: float = Field(
         default=5.0,
-        gt=1.0,
         description="A series silent for longer than this many times its median interval is a gap.",
     )
     min_gap: str = Field(
@@ -343,6 +367,13 @@ class ChecksSpec(dg.Resolvable, dg.Model):
         default=False,
         description="A failed reconciliation blocks downstream rollups (ERROR severity).",
     )
+
+    @field_validator("gap_factor")
+    @classmethod
+    def _gap_factor(cls, value: float) -> float:
+        if value <= 1:
+            raise ValueError(f"checks.gap_factor is {value}; set it above 1 (e.g. 5)")
+        return value
 
     @field_validator("max_lag", "min_gap")
     @classmethod
