@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import Field
 
 _POOLS: dict[tuple[str, int, bool], ConnectionPool[psycopg.Connection]] = {}
@@ -54,6 +54,12 @@ class WarehouseResource(dg.ConfigurableResource):
         key = (self.url, self.max_connections, self.prepared_statements)
         with _POOLS_LOCK:
             pool = _POOLS.get(key)
+        if pool is None or pool.closed:
+            # A pool that cannot connect only logs why, and keeps its callers waiting for the
+            # whole timeout: a wrong URL or a stopped server fails here at once, with the reason.
+            self._probe()
+        with _POOLS_LOCK:
+            pool = _POOLS.get(key)
             if pool is None or pool.closed:
                 kwargs: dict[str, Any] = {}
                 if not self.prepared_statements:
@@ -83,11 +89,27 @@ class WarehouseResource(dg.ConfigurableResource):
                 finally:
                     if autocommit:
                         conn.autocommit = False
+        except PoolTimeout as exc:
+            # Either every connection stayed busy, or the server went away: ask it directly.
+            try:
+                self._probe()
+            except psycopg.OperationalError as probe:
+                reason = _first_line(probe)
+            else:
+                reason = f"{_first_line(exc)} (all {self.max_connections} connections busy)"
+            raise WarehouseUnavailable(
+                f"warehouse {redact_url(self.url)} is unreachable: {reason}. "
+                "Check WAREHOUSE_URL and that the server is running."
+            ) from exc
         except psycopg.OperationalError as exc:
             raise WarehouseUnavailable(
                 f"warehouse {redact_url(self.url)} is unreachable: {_first_line(exc)}. "
                 "Check WAREHOUSE_URL and that the server is running."
             ) from exc
+
+    def _probe(self) -> None:
+        """Connect once, outside the pool; raises psycopg.OperationalError with the reason."""
+        psycopg.connect(self.url, connect_timeout=10).close()
 
     def connect(self, *, autocommit: bool = False) -> psycopg.Connection:
         """A dedicated (unpooled) connection, for statements that need their own session."""
