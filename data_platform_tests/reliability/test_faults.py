@@ -20,7 +20,7 @@ import dagster as dg
 import psycopg
 import pytest
 
-from data_platform.utils.local_servers import LocalInfluxd, LocalPostgres, start_influxd
+from data_platform.utils.local_servers import LocalInfluxd, LocalPostgres, free_port, start_influxd
 from data_platform_tests.helpers import check_results, load_yaml_component, run_assets
 from data_platform_tests.reliability import children
 from data_platform_tests.reliability.support import (
@@ -228,3 +228,26 @@ def test_query_timeout_cuts_the_window(
         assert_completed(result, server, "plant", warehouse_url)
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("fault", ["missing database", "stopped server"])
+def test_unreachable_warehouse_fails_at_once_with_its_reason(
+    influxd: LocalInfluxd, influx_db: str, postgres: LocalPostgres, fault: str
+) -> None:
+    """A wrong WAREHOUSE_URL or a stopped server: the run fails in seconds, not after the
+    pool's timeout, and says why (the URL shown without its password)."""
+    password = "Wh-S3cr3t-canary-pw"
+    if fault == "missing database":
+        url = postgres.url_for("no_such_database").replace("postgres:@", f"postgres:{password}@")
+        reason = 'database "no_such_database" does not exist'
+    else:
+        url = f"postgresql://postgres:{password}@127.0.0.1:{free_port()}/warehouse"
+        reason = "Connection refused"
+    write_lines(influxd, influx_db, device_lines(series=2, points=60))
+    started = time.monotonic()
+    result = run_window(source_attrs(influxd.url, influx_db), url)
+    assert time.monotonic() - started < 30
+    assert not result.success
+    text = failure_text(result)
+    assert "warehouse postgresql://postgres@" in text and reason in text
+    assert "Check WAREHOUSE_URL" in text and password not in text
