@@ -225,6 +225,8 @@ class ConnectionCounter:
         return self
 
     def __exit__(self, *_: object) -> None:
+        # shutdown() wakes the blocked accept(); close() alone does not on Linux.
+        self._socket.shutdown(socket.SHUT_RDWR)
         self._socket.close()
         self._thread.join(timeout=5)
 
