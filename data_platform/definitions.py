@@ -8,6 +8,7 @@ import dagster as dg
 
 from data_platform.lib.warehouse import WarehouseResource
 from data_platform.utils.alerts import build_alert_sensors
+from data_platform.utils.defs_folder import load_defs_folder, reuse_initial_load
 from data_platform.utils.environment_helpers import get_environment
 from data_platform.utils.source_code import with_code_references
 
@@ -46,8 +47,9 @@ def global_sensors() -> list[dg.SensorDefinition]:
 
 
 @dg.definitions
+@reuse_initial_load
 def defs() -> dg.Definitions:
-    sources = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+    sources = load_defs_folder(Path(__file__).parent)
     platform = dg.Definitions(resources=platform_resources(), sensors=global_sensors())
     merged = dg.Definitions.merge(sources, platform).map_asset_specs(func=with_default_freshness)
     return with_code_references(merged, PROJECT_ROOT)

@@ -47,6 +47,7 @@ from data_platform.lib.influx.writer import (
     ensure_tables,
     replace_window,
 )
+from data_platform.lib.templating import CachedTemplates
 from data_platform.lib.warehouse import WarehouseResource, WarehouseUnavailable
 
 logger = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ class MeasurementRun:
 
 
 @dg.scaffold_with(InfluxIngestScaffolder)
-class InfluxIngestComponent(dg.Component, dg.Resolvable, dg.Model):
+class InfluxIngestComponent(CachedTemplates, dg.Component, dg.Resolvable, dg.Model):
     """Ingest an InfluxDB source into PostgreSQL/TimescaleDB, incrementally by time window."""
 
     name: str = Field(

@@ -9,6 +9,7 @@ import dagster as dg
 from dagster.components.utils.translation import TranslationFn, TranslationFnResolver
 from pydantic import Field, PrivateAttr, ValidationError
 
+from data_platform.lib.templating import CachedTemplates
 from data_platform.lib.timescale import checks
 from data_platform.lib.timescale import sql as q
 from data_platform.lib.timescale.engines import RollupEngine, open_engine
@@ -211,6 +212,9 @@ def _rollup_template_vars(rollup: Rollup) -> dict[str, Any]:
     return {"rollup": rollup}
 
 
+# Conditions are immutable; building one per asset is a measurable share of loading.
+_EAGER = dg.AutomationCondition.eager()
+
 _translation_resolver = TranslationFnResolver[Rollup](_rollup_template_vars)
 _translation_resolver.description = (
     "Asset attributes for every rollup (key, key_prefix, group_name, owners, tags, kinds, "
@@ -223,7 +227,7 @@ _translation_resolver.examples = [
 
 
 @dg.scaffold_with(TimescaleAggregateScaffolder)
-class TimescaleAggregateComponent(dg.Component, dg.Resolvable, dg.Model):
+class TimescaleAggregateComponent(CachedTemplates, dg.Component, dg.Resolvable, dg.Model):
     """Roll up a raw time-series table into time buckets, one partitioned asset per bucket width.
 
     On TimescaleDB each bucket width is a continuous aggregate (wider ones built on narrower
@@ -323,6 +327,7 @@ class TimescaleAggregateComponent(dg.Component, dg.Resolvable, dg.Model):
     translation: Annotated[TranslationFn[Rollup] | None, _translation_resolver] = None
 
     _plan: RollupPlan | None = PrivateAttr(default=None)
+    _specs: dict[str, dg.AssetSpec] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def load(
@@ -514,6 +519,11 @@ class TimescaleAggregateComponent(dg.Component, dg.Resolvable, dg.Model):
 
     def get_asset_spec(self, rollup: Rollup) -> dg.AssetSpec:
         """The asset of one rollup; `translation` is applied on top of these defaults."""
+        if rollup.name not in self._specs:
+            self._specs[rollup.name] = self._build_asset_spec(rollup)
+        return self._specs[rollup.name]
+
+    def _build_asset_spec(self, rollup: Rollup) -> dg.AssetSpec:
         plan = self.rollup_plan()
         if rollup.base is None:
             deps = [dg.AssetKey.from_user_string(k) for k in self.source.assets]
@@ -530,7 +540,7 @@ class TimescaleAggregateComponent(dg.Component, dg.Resolvable, dg.Model):
                 f"{plan.source.signal_column}, from {reads}."
             ),
             partitions_def=self.partitions_def(),
-            automation_condition=dg.AutomationCondition.eager(),
+            automation_condition=_EAGER,
             group_name="rollups",
             kinds={"timescaledb", "postgres"},
             metadata={
