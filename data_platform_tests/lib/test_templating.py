@@ -1,0 +1,96 @@
+"""YAML attributes resolve with cached templates exactly as Dagster resolves them."""
+
+from typing import Any
+
+import pytest
+from dagster.components.resolved.context import ResolutionContext
+from dagster.components.resolved.errors import ResolutionException
+from dagster_shared.yaml_utils import parse_yaml_with_source_position
+from jinja2.nativetypes import NativeTemplate
+
+from data_platform.lib.templating import (
+    CachedTemplateResolutionContext,
+    compiled_template,
+    render_plain_text,
+)
+
+# Strings without Jinja syntax: Jinja still turns some into other types, trims a newline, ...
+PLAIN_TEXT = [
+    "inverter", "15 minutes", "2025-01-01", "123", "-3", "1.5", "1e3", "0x10", "1_000", "True",
+    "None", "[1, 2]", "(1,)", "'quoted'", '"quoted"', " 5", "5 ", "  ", "\t1", "a\n", "a\n\n",
+    "\n", "\r\n", "a\r\nb", "a\rb\r", "[1,\n2]", "None\n", "#x", "%x", "}}", "a#}b", "inf",
+    "nan", "b'x'", "x: y", "a;b -- c", "é 漢字", "\x00",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", PLAIN_TEXT)
+def test_plain_text_renders_as_jinja_renders_it(text: str):
+    expected = NativeTemplate(text).render()
+    rendered = render_plain_text(text)
+    assert rendered == expected
+    assert type(rendered) is type(expected)
+
+
+def contexts(**scope: Any) -> tuple[ResolutionContext, CachedTemplateResolutionContext]:
+    theirs = ResolutionContext.default().with_scope(**scope)
+    ours = CachedTemplateResolutionContext(scope=theirs.scope)
+    return theirs, ours
+
+
+ATTRIBUTES = {
+    "name": "plant_north",
+    "url": "{{ env.DATA_PLATFORM_TEST_URL or 'http://localhost:8086' }}",
+    "schema": "{{ schema_for('raw') }}",
+    "count": "{{ 1 + 2 }}",
+    "list": "{{ [1, 2] }}",
+    "mixed": "prefix-{{ 'x' }}-suffix",
+    "numbers": [1, 2.5, True, None],
+    "nested": {"a": ["{{ 'b' }}", "c", "12"], "empty": ""},
+}
+
+
+def test_nested_attributes_resolve_the_same(monkeypatch):
+    monkeypatch.setenv("DATA_PLATFORM_TEST_URL", "http://influx:8086")
+    theirs, ours = contexts(schema_for=lambda layer: f"{layer}_dev")
+    assert ours.resolve_value(ATTRIBUTES) == theirs.resolve_value(ATTRIBUTES)
+    assert ours.resolve_value(ATTRIBUTES)["url"] == "http://influx:8086"
+    assert ours.resolve_value(ATTRIBUTES)["count"] == 3
+
+
+def test_each_templated_string_compiles_once():
+    compiled_template.cache_clear()
+    _, ours = contexts(schema_for=lambda layer: layer)
+    for _ in range(50):
+        ours.resolve_value({"a": "{{ schema_for('raw') }}", "b": "plain"})
+    info = compiled_template.cache_info()
+    assert (info.misses, info.hits) == (1, 49)
+
+
+def test_scope_is_read_at_every_render(monkeypatch):
+    _, ours = contexts()
+    monkeypatch.setenv("DATA_PLATFORM_TEST_URL", "first")
+    assert ours.resolve_value("{{ env.DATA_PLATFORM_TEST_URL }}") == "first"
+    monkeypatch.setenv("DATA_PLATFORM_TEST_URL", "second")
+    assert ours.resolve_value("{{ env.DATA_PLATFORM_TEST_URL }}") == "second"
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{{ unknown_helper('raw') }}", "{{ schema_for() }}", "{{ 1 / 0 }}", "{{ unclosed"],
+    ids=["undefined", "helper raises", "template raises", "syntax error"],
+)
+def test_errors_are_dagsters_own(template: str, tmp_path):
+    path = tmp_path / "defs.yaml"
+    path.write_text(f'attributes:\n  schema: "{template}"\n')
+    tree = parse_yaml_with_source_position(path.read_text(), str(path))
+    theirs, ours = contexts(schema_for=lambda layer: layer)
+    messages = []
+    for context in (theirs, ours):
+        located = context.with_source_position_tree(tree.source_position_tree)
+        with pytest.raises(Exception) as raised:
+            located.at_path("attributes").at_path("schema").resolve_value(template)
+        messages.append((type(raised.value), str(raised.value)))
+    assert messages[0] == messages[1]
+    if template != "{{ unclosed":
+        assert messages[1][0] is ResolutionException
+        assert "defs.yaml:2" in messages[1][1]
