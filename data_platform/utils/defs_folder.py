@@ -16,6 +16,7 @@ Nothing else about loading changes: same declarations, same components, same def
 
 import functools
 import os
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from dagster.components.core.decl import ComponentDecl
 from dagster.components.core.defs_module import ComponentLoc
 
 from data_platform.utils import yaml_positions
+from data_platform.utils.source_code import CODE_REFERENCES_KEY
 
 
 class LinearComponentTree(dg.ComponentTree):
@@ -53,8 +55,48 @@ class LinearComponentTree(dg.ComponentTree):
 
 
 def load_defs_folder(path_within_project: Path) -> dg.Definitions:
-    """`dg.load_from_defs_folder`, without the per-component walk of the declaration tree."""
-    return LinearComponentTree.for_project(path_within_project=path_within_project).build_defs()
+    """`dg.load_from_defs_folder`, linear in the number of files, duplicates named by file."""
+    tree = LinearComponentTree.for_project(path_within_project=path_within_project)
+    defs = tree.build_defs()
+    refuse_duplicate_assets(defs)
+    return defs
+
+
+def _defined_at(spec: dg.AssetSpec) -> str:
+    references = spec.metadata.get(CODE_REFERENCES_KEY)
+    if isinstance(references, dg.CodeReferencesMetadataValue):
+        for reference in references.code_references:
+            if isinstance(reference, dg.LocalFileCodeReference):
+                line = f":{reference.line_number}" if reference.line_number else ""
+                return f"{reference.file_path}{line}"
+    return "a definition without a source file"
+
+
+def refuse_duplicate_assets(defs: dg.Definitions) -> None:
+    """Two components materializing one asset key: name both files and the fix.
+
+    Dagster would refuse the merged definitions later with "Duplicate asset key" and no file;
+    the usual cause is a copied defs.yaml whose source `name` (or rollup `name_prefix`) was kept.
+    """
+    sites: dict[dg.AssetKey, list[str]] = defaultdict(list)
+    for assets_def in defs.assets or []:
+        if isinstance(assets_def, dg.AssetsDefinition) and assets_def.is_executable:
+            for spec in assets_def.specs:
+                sites[spec.key].append(_defined_at(spec))
+    duplicates = {key: places for key, places in sites.items() if len(places) > 1}
+    if not duplicates:
+        return
+    lines = [
+        f"  {key.to_user_string()}: defined in " + " and ".join(sorted(places))
+        for key, places in sorted(duplicates.items(), key=lambda item: item[0].to_user_string())
+    ]
+    raise dg.DagsterInvalidDefinitionError(
+        f"{len(duplicates)} asset key(s) are materialized by more than one component:\n"
+        + "\n".join(lines)
+        + "\nFix: give each source its own `name` (InfluxIngestComponent) and each rollup family "
+        "its own `target.name_prefix` (TimescaleAggregateComponent), or set a distinct "
+        "`asset_attributes.key_prefix`."
+    )
 
 
 @dataclass

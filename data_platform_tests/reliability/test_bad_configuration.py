@@ -105,13 +105,20 @@ INGEST_CASES = [
     pytest.param(
         "measurements",
         "inverter",
-        ["measurements", "list"],
+        ["measurements is the string 'inverter'; it must be a list", "Fix: write a YAML list"],
         id="wrong-type-list",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="a string where a list of measurements belongs fails with AttributeError "
-            "\"'str' object has no attribute 'model_dump'\": field and file, no fix",
-        ),
+    ),
+    pytest.param(
+        "partitions",
+        "hourly",
+        ["partitions is the string 'hourly'; it must be a block", "Fix: write a block"],
+        id="wrong-type-block",
+    ),
+    pytest.param(
+        "measurements",
+        [{"name": "inverter", "tags": "site"}],
+        ["measurements[0].tags is the string 'site'; it must be a mapping", "Fix: write a mapping"],
+        id="wrong-type-nested-mapping",
     ),
     pytest.param(
         "influx.chunk_size",
@@ -258,6 +265,12 @@ FILES_CASES = [
 ]
 
 ROLLUP_CASES = [
+    pytest.param(
+        "aggregates",
+        "avg",
+        ["aggregates is the string 'avg'; it must be a list", "Fix: write a YAML list"],
+        id="wrong-type-list",
+    ),
     pytest.param(
         "refresh",
         {**REFRESH, "start_offset": "90 minutes"},
@@ -457,11 +470,6 @@ def test_dg_check_defs_names_file_field_and_fix(tmp_path: Path) -> None:
 
 
 @pytest.mark.e2e
-@pytest.mark.xfail(
-    strict=True,
-    reason="two sources with one `name` fail with Dagster's 'Duplicate asset key: "
-    "AssetKey([...])', which names neither defs.yaml nor the fix",
-)
 def test_dg_check_defs_names_both_files_of_a_duplicate_source(tmp_path: Path) -> None:
     twin = {**SOURCE, "name": "plant_north", "measurements": [{"name": "inverter"}]}
     project = project_with(
@@ -473,3 +481,5 @@ def test_dg_check_defs_names_both_files_of_a_duplicate_source(tmp_path: Path) ->
     plants = project / "data_platform" / "defs" / "plants"
     assert str(plants / "plant_north_copy" / "defs.yaml") in out
     assert str(plants / "plant_north" / "defs.yaml") in out
+    assert "plant_north/inverter: defined in" in out
+    assert "Fix: give each source its own `name`" in out

@@ -47,8 +47,8 @@ from data_platform.lib.influx.writer import (
     ensure_tables,
     replace_window,
 )
-from data_platform.lib.templating import CachedTemplates
 from data_platform.lib.warehouse import WarehouseResource, WarehouseUnavailable
+from data_platform.lib.yaml_attributes import YamlAttributes
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class MeasurementRun:
 
 
 @dg.scaffold_with(InfluxIngestScaffolder)
-class InfluxIngestComponent(CachedTemplates, dg.Component, dg.Resolvable, dg.Model):
+class InfluxIngestComponent(YamlAttributes, dg.Component, dg.Resolvable, dg.Model):
     """Ingest an InfluxDB source into PostgreSQL/TimescaleDB, incrementally by time window."""
 
     name: str = Field(

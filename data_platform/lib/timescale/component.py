@@ -9,7 +9,6 @@ import dagster as dg
 from dagster.components.utils.translation import TranslationFn, TranslationFnResolver
 from pydantic import Field, PrivateAttr, ValidationError
 
-from data_platform.lib.templating import CachedTemplates
 from data_platform.lib.timescale import checks
 from data_platform.lib.timescale import sql as q
 from data_platform.lib.timescale.engines import RollupEngine, open_engine
@@ -35,6 +34,7 @@ from data_platform.lib.timescale.plan import (
 )
 from data_platform.lib.timescale.scaffolder import TimescaleAggregateScaffolder
 from data_platform.lib.warehouse import WarehouseResource
+from data_platform.lib.yaml_attributes import YamlAttributes
 
 IntervalText = str | int
 """PostgreSQL interval text; YAML may read a bare `0` as a number."""
@@ -227,7 +227,7 @@ _translation_resolver.examples = [
 
 
 @dg.scaffold_with(TimescaleAggregateScaffolder)
-class TimescaleAggregateComponent(CachedTemplates, dg.Component, dg.Resolvable, dg.Model):
+class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, dg.Model):
     """Roll up a raw time-series table into time buckets, one partitioned asset per bucket width.
 
     On TimescaleDB each bucket width is a continuous aggregate (wider ones built on narrower

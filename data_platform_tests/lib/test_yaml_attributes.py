@@ -8,7 +8,7 @@ from dagster.components.resolved.errors import ResolutionException
 from dagster_shared.yaml_utils import parse_yaml_with_source_position
 from jinja2.nativetypes import NativeTemplate
 
-from data_platform.lib.templating import (
+from data_platform.lib.yaml_attributes import (
     CachedTemplateResolutionContext,
     compiled_template,
     render_plain_text,
