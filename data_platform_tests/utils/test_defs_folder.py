@@ -21,7 +21,11 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster.components.testing import DefsFolderSandbox, create_defs_folder_sandbox
 
 from data_platform.utils import defs_folder, yaml_positions
-from data_platform.utils.defs_folder import LinearComponentTree, reuse_initial_load
+from data_platform.utils.defs_folder import (
+    LinearComponentTree,
+    refuse_duplicate_assets,
+    reuse_initial_load,
+)
 
 SOURCES = 6
 
@@ -255,3 +259,21 @@ def test_project_definitions_use_the_platform_loader():
     source = Path(defs_folder.__file__).parents[1].joinpath("definitions.py").read_text()
     assert "@reuse_initial_load" in source and "load_defs_folder(" in source
     assert os.path.basename(defs_folder.__file__) == "defs_folder.py"
+
+
+def test_an_asset_key_in_two_files_names_both(catalogue: DefsFolderSandbox):
+    twin = catalogue.defs_folder_path / "site_9" / "ingest"
+    twin.mkdir(parents=True)
+    (twin / "defs.yaml").write_text(INGEST.format(name="site_1"))
+    with pytest.raises(dg.DagsterInvalidDefinitionError) as raised:
+        refuse_duplicate_assets(build(catalogue, LinearComponentTree))
+    message = str(raised.value)
+    assert "3 asset key(s) are materialized by more than one component" in message
+    for folder in ("site_1", "site_9"):
+        assert f"{folder}/ingest/defs.yaml:" in message
+    assert "site_1/inverter: defined in" in message
+    assert "Fix: give each source its own `name`" in message
+
+
+def test_distinct_sources_pass_the_duplicate_check(catalogue: DefsFolderSandbox):
+    refuse_duplicate_assets(build(catalogue, LinearComponentTree))
