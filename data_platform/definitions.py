@@ -10,7 +10,7 @@ from data_platform.lib.warehouse import WarehouseResource
 from data_platform.utils.alerts import build_alert_sensors
 from data_platform.utils.defs_folder import load_defs_folder, reuse_initial_load
 from data_platform.utils.environment_helpers import get_environment
-from data_platform.utils.source_code import with_code_references
+from data_platform.utils.source_code import code_reference_linker
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,5 +51,9 @@ def global_sensors() -> list[dg.SensorDefinition]:
 def defs() -> dg.Definitions:
     sources = load_defs_folder(Path(__file__).parent)
     platform = dg.Definitions(resources=platform_resources(), sensors=global_sensors())
-    merged = dg.Definitions.merge(sources, platform).map_asset_specs(func=with_default_freshness)
-    return with_code_references(merged, PROJECT_ROOT)
+    merged = dg.Definitions.merge(sources, platform)
+    add_code_references = code_reference_linker(merged, PROJECT_ROOT)
+    # One pass over the assets: rebuilding every asset definition is costly at catalogue scale.
+    return merged.permissive_map_resolved_asset_specs(
+        lambda spec: add_code_references(with_default_freshness(spec)), selection=None
+    )

@@ -15,9 +15,11 @@ Nothing else about loading changes: same declarations, same components, same def
 """
 
 import functools
+import gc
 import os
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
@@ -56,10 +58,29 @@ class LinearComponentTree(dg.ComponentTree):
 
 def load_defs_folder(path_within_project: Path) -> dg.Definitions:
     """`dg.load_from_defs_folder`, linear in the number of files, duplicates named by file."""
-    tree = LinearComponentTree.for_project(path_within_project=path_within_project)
-    defs = tree.build_defs()
+    with cyclic_gc_paused():
+        tree = LinearComponentTree.for_project(path_within_project=path_within_project)
+        defs = tree.build_defs()
     refuse_duplicate_assets(defs)
     return defs
+
+
+@contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while the definitions are built.
+
+    Building allocates a few hundred thousand objects per thousand sources, nearly all kept, so
+    every collection the allocations trigger rescans a growing heap for the little garbage there
+    is: about a third of the build time. Reference counting still frees everything acyclic; the
+    collector runs again as soon as the build is done.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _defined_at(spec: dg.AssetSpec) -> str:

@@ -180,11 +180,13 @@ def _linker(git: GitContext | None) -> Callable[[CodeReference], CodeReference]:
     return to_url
 
 
-def with_code_references(defs: dg.Definitions, project_root: Path) -> dg.Definitions:
-    """`defs` with a source link on every asset; nothing but asset metadata changes.
+def code_reference_linker(
+    defs: dg.Definitions, project_root: Path
+) -> Callable[[dg.AssetSpec], dg.AssetSpec]:
+    """A spec mapper that puts a source link on every asset of `defs`.
 
     References already present (components add their YAML's) are kept; an asset built in
-    Python without any gets its function's. Git is consulted once per call, never per asset.
+    Python without any gets its function's. Git is consulted once, never per asset.
     """
     definition_sites: dict[dg.AssetKey, dg.LocalFileCodeReference] = {}
     for asset in defs.assets or []:
@@ -211,5 +213,12 @@ def with_code_references(defs: dg.Definitions, project_root: Path) -> dg.Definit
             }
         )
 
+    return add_references
+
+
+def with_code_references(defs: dg.Definitions, project_root: Path) -> dg.Definitions:
+    """`defs` with a source link on every asset; nothing but asset metadata changes."""
     # selection=None maps without resolving the repository, and passes source assets through
-    return defs.permissive_map_resolved_asset_specs(add_references, selection=None)
+    return defs.permissive_map_resolved_asset_specs(
+        code_reference_linker(defs, project_root), selection=None
+    )
