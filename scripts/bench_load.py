@@ -16,6 +16,11 @@ source. Growth is linear when the cost per source stays flat from 100 to 1,000 s
 source that scanned the other sources' files would make it grow with the count instead. The
 target is under 15 s for 1,000 sources on a 2-core machine.
 
+Two more figures split the largest size's time: `dg check yaml` alone (the schema check that
+`dg check defs` runs in dg's own process before any code of the project is imported), and
+Dagster's floor, `dg check defs` on a project whose definitions.py declares the same assets and
+checks as plain Python multi-assets, with no YAML and no components.
+
 Loading must never contact a server: the largest size is checked once more with INFLUX_URL and
 every proxy variable pointing at a local port that counts connections, and no WAREHOUSE_URL.
 
@@ -196,6 +201,74 @@ def measure(project: Path, sources: int, repeat: int) -> Measurement:
         seconds=statistics.median(wall for wall, _ in runs),
         cpu_seconds=statistics.median(cpu for _, cpu in runs),
     )
+
+
+FLOOR_DEFINITIONS = Template('''\
+"""$sources generated sources' assets and checks as plain Python: Dagster's own floor."""
+
+import dagster as dg
+
+HOURLY = dg.HourlyPartitionsDefinition(start_date="2025-01-01-00:00", timezone="UTC")
+MEASUREMENTS = ("inverter", "meter", "weather")
+INGEST_CHECKS = ("reconciliation", "lag", "gaps", "schema_drift")
+BUCKETS = ("15m", "1h", "1d")
+ROLLUP_CHECKS = ("matches_source", "freshness", "matches_yaml")
+
+
+def source(name):
+    specs = [
+        dg.AssetSpec([name, m], group_name=name, kinds={"influxdb", "postgres"},
+                     partitions_def=HOURLY)
+        for m in MEASUREMENTS
+    ]
+    checks = [dg.AssetCheckSpec(c, asset=s.key) for s in specs for c in INGEST_CHECKS]
+
+    @dg.multi_asset(name=f"{name}_ingest", specs=specs, check_specs=checks, can_subset=True,
+                    partitions_def=HOURLY)
+    def ingest(context): ...
+
+    @dg.multi_asset(name=f"{name}_registry", specs=[dg.AssetSpec([name, "influx_tags"])])
+    def registry(context): ...
+
+    rollups = [
+        dg.AssetSpec(["rollups", f"{name}_{b}"], deps=[s.key for s in specs], group_name="rollups",
+                     kinds={"timescaledb", "postgres"}, partitions_def=HOURLY)
+        for b in BUCKETS
+    ]
+    rollup_checks = [dg.AssetCheckSpec(c, asset=s.key) for s in rollups for c in ROLLUP_CHECKS]
+
+    @dg.multi_asset(name=f"{name}_rollups", specs=rollups, check_specs=rollup_checks,
+                    can_subset=True, partitions_def=HOURLY)
+    def rollup(context): ...
+
+    return [registry, ingest, rollup]
+
+
+@dg.definitions
+def defs():
+    return dg.Definitions(
+        assets=[a for i in range(1, $sources + 1) for a in source(f"site_{i:04d}")]
+    )
+''')
+
+
+def check_yaml_seconds(project: Path) -> float:
+    """`dg check yaml` alone, on the sources generated last."""
+    started = time.perf_counter()
+    result = dg(project, "check", "yaml", timeout=DG_TIMEOUT)
+    if result.returncode != 0:
+        raise SystemExit(f"dg check yaml failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    return time.perf_counter() - started
+
+
+def floor_project(root: Path, sources: int) -> Path:
+    """A copy whose definitions.py declares the same assets and checks as plain Python."""
+    project = copy_project(root / "floor")
+    empty_defs_folder(project)
+    (project / "data_platform" / "definitions.py").write_text(
+        FLOOR_DEFINITIONS.substitute(sources=sources)
+    )
+    return project
 
 
 class ConnectionCounter:
@@ -395,6 +468,22 @@ def main() -> None:
 
         print_table(rows, baseline, args.repeat)
         print_growth(rows, baseline)
+        largest = rows[-1]
+        floor = floor_project(root, largest.sources)
+        # dg check yaml over the sources, less its own start-up (a project with no YAML)
+        yaml_seconds = check_yaml_seconds(project) - check_yaml_seconds(floor)
+        check_defs(floor)  # untimed: bytecode
+        floor_seconds, _ = check_defs(floor)
+        rest = largest.seconds - floor_seconds - yaml_seconds
+        log(
+            f"\nWhere the {largest.sources:,}-source time goes ({largest.seconds:.1f} s):\n"
+            f"  dg check yaml (dg's schema check of the {largest.yaml_files:,} files, which "
+            f"`dg check defs` runs before any code of the project loads): {yaml_seconds:.1f} s\n"
+            f"  Dagster's floor: `dg check defs` with the same {largest.assets:,} assets and their "
+            f"checks as plain Python multi-assets, no YAML, no components: {floor_seconds:.1f} s\n"
+            f"  the rest, reading the YAML into components and building their definitions: "
+            f"{rest:.1f} s ({rest * 1000 / largest.sources:.1f} ms/source)"
+        )
         log(f"Load average at the end: {os.getloadavg()[0]:.1f}")
         log(f"\nNo network at load time ({sizes[-1]:,} sources): {check_no_network(project)}")
 
