@@ -11,7 +11,7 @@ DDL cannot take bind parameters, so intervals and comments in DDL are `sql.Liter
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, LiteralString
 
 from psycopg import sql
 
@@ -303,20 +303,24 @@ def newest_bucket(plan: RollupPlan, rollup: Rollup) -> sql.Composed:
     )
 
 
-def newest_source_time(plan: RollupPlan, engine: Engine) -> sql.Composed:
-    """Newest timestamp in the source table.
+def _per_signal_extremes(plan: RollupPlan, aggregates: tuple[LiteralString, ...]) -> sql.Composed:
+    """`aggregates` (min, max) of the source's time over all signals, one index probe each.
 
-    On a hypertable `max(ts)` walks the newest chunk's time index. A plain table is indexed by
-    (signal, time), so the signals are walked one index probe at a time (a loose index scan)
-    and each signal's newest time read from the same index.
+    A plain table is indexed by (signal, time): the signals are walked one probe at a time (a
+    loose index scan) and each signal's extreme time read from the same index, so the query
+    never reads the table's rows.
     """
     t, s, rel = (
         ident(plan.source.time_column),
         ident(plan.source.signal_column),
         source_relation(plan),
     )
-    if engine == "timescaledb":
-        return sql.SQL("SELECT max({t}) FROM {rel}").format(t=t, rel=rel)
+    per_signal = sql.SQL(",\n       ").join(
+        sql.SQL("{f}((SELECT {f}(r.{t}) FROM {rel} r WHERE r.{s} = signals.signal))").format(
+            f=sql.SQL(aggregate), t=t, s=s, rel=rel
+        )
+        for aggregate in aggregates
+    )
     return sql.SQL(
         "WITH RECURSIVE signals AS (\n"
         "    (SELECT {s} AS signal FROM {rel} ORDER BY {s} LIMIT 1)\n"
@@ -324,28 +328,24 @@ def newest_source_time(plan: RollupPlan, engine: Engine) -> sql.Composed:
         "    SELECT (SELECT r.{s} FROM {rel} r WHERE r.{s} > signals.signal ORDER BY r.{s} LIMIT 1)\n"
         "    FROM signals WHERE signals.signal IS NOT NULL\n"
         ")\n"
-        "SELECT max((SELECT max(r.{t}) FROM {rel} r WHERE r.{s} = signals.signal))\n"
+        "SELECT {per_signal}\n"
         "FROM signals WHERE signals.signal IS NOT NULL"
-    ).format(t=t, s=s, rel=rel)
+    ).format(s=s, rel=rel, per_signal=per_signal)
+
+
+def newest_source_time(plan: RollupPlan, engine: Engine) -> sql.Composed:
+    """Newest timestamp in the source table (on a hypertable, from the newest chunk's index)."""
+    if engine == "timescaledb":
+        return sql.SQL("SELECT max({t}) FROM {rel}").format(
+            t=ident(plan.source.time_column), rel=source_relation(plan)
+        )
+    return _per_signal_extremes(plan, ("max",))
 
 
 def source_time_range(plan: RollupPlan, engine: Engine) -> sql.Composed:
     """(oldest, newest) timestamp in the source table, read the same way as newest_source_time."""
-    t, s, rel = (
-        ident(plan.source.time_column),
-        ident(plan.source.signal_column),
-        source_relation(plan),
-    )
     if engine == "timescaledb":
-        return sql.SQL("SELECT min({t}), max({t}) FROM {rel}").format(t=t, rel=rel)
-    return sql.SQL(
-        "WITH RECURSIVE signals AS (\n"
-        "    (SELECT {s} AS signal FROM {rel} ORDER BY {s} LIMIT 1)\n"
-        "    UNION ALL\n"
-        "    SELECT (SELECT r.{s} FROM {rel} r WHERE r.{s} > signals.signal ORDER BY r.{s} LIMIT 1)\n"
-        "    FROM signals WHERE signals.signal IS NOT NULL\n"
-        ")\n"
-        "SELECT min((SELECT min(r.{t}) FROM {rel} r WHERE r.{s} = signals.signal)),\n"
-        "       max((SELECT max(r.{t}) FROM {rel} r WHERE r.{s} = signals.signal))\n"
-        "FROM signals WHERE signals.signal IS NOT NULL"
-    ).format(t=t, s=s, rel=rel)
+        return sql.SQL("SELECT min({t}), max({t}) FROM {rel}").format(
+            t=ident(plan.source.time_column), rel=source_relation(plan)
+        )
+    return _per_signal_extremes(plan, ("min", "max"))
