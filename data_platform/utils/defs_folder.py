@@ -1,6 +1,6 @@
 """Load the defs folder in time linear in the number of component files, and only once.
 
-Three costs of Dagster 1.13's loader that grow with the catalogue, and what is done here:
+What Dagster 1.13's loader costs at catalogue scale (`just bench-load`), and what is done here:
 
 - `ComponentTree` looks up each component's declaration by rebuilding the whole declaration
   tree (`_component_decl_tree`) once per component it loads: the walk grows with the square of
@@ -9,9 +9,14 @@ Three costs of Dagster 1.13's loader that grow with the catalogue, and what is d
   location anyway once that component is loaded, so each later lookup is a dictionary hit.
 - Each `defs.yaml` is read with PyYAML's pure-Python parser; `LinearComponentTree` reads the
   folder with the same loader on libyaml (`yaml_positions`).
+- The cyclic garbage collector rescans the growing heap while the definitions are built;
+  `load_defs_folder` pauses it for the build.
 - A code server builds the definitions twice as it starts; `reuse_initial_load` keeps the first.
 
-Nothing else about loading changes: same declarations, same components, same definitions.
+Nothing else about loading changes: same declarations, same components, same definitions
+(`data_platform_tests/utils/test_defs_folder.py` compares them with Dagster's own loader). When
+a Dagster release fixes the first three, `dg.load_from_defs_folder` can take this one's place.
+One thing is added: two components materializing one asset key fail naming both files.
 """
 
 import functools
