@@ -46,6 +46,8 @@ def compiled_template(source: str) -> NativeTemplate:
 
 
 class CachedTemplateResolutionContext(ResolutionContext):
+    """Dagster's resolution context, rendering each string as it does, without recompiling."""
+
     def _resolve_inner_value(self, val: Any) -> Any:
         if not isinstance(val, str) or not val:
             return val
