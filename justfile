@@ -67,5 +67,7 @@ bench-load: sync
     uv run python scripts/bench_load.py
 
 _home:
-    @mkdir -p "$DAGSTER_HOME" "$XDG_RUNTIME_DIR"
+    @mkdir -p "$DAGSTER_HOME"
+    @# a runtime dir must be private (0700), or tools warn and fall back to /tmp
+    @test -d "$XDG_RUNTIME_DIR" || mkdir -p -m 700 "$XDG_RUNTIME_DIR"
     @test -f "$DAGSTER_HOME/dagster.yaml" || printf 'telemetry:\n  enabled: false\n' > "$DAGSTER_HOME/dagster.yaml"
