@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.metadata.metadata_value import ObjectMetadataValue
 from dagster.components.testing import create_defs_folder_sandbox
 
 from data_platform.lib.warehouse import WarehouseResource
@@ -77,3 +78,30 @@ def check_results(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], An
     for event in result.get_asset_check_evaluations():
         out[(event.asset_key.to_user_string(), event.check_name)] = event
     return out
+
+
+def describe_definitions(defs: dg.Definitions) -> dict[str, Any]:
+    """Every asset spec as a comparable dict, with its node, and every check key."""
+    assets_defs = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
+    checks = sorted(str(key) for assets_def in assets_defs for key in assets_def.check_keys)
+    specs = {
+        spec.key.to_user_string(): {
+            "deps": sorted(dep.asset_key.to_user_string() for dep in spec.deps),
+            "metadata": {
+                # the component instance itself compares by identity: its class stands for it
+                k: v.class_name if isinstance(v, ObjectMetadataValue) else v
+                for k, v in spec.metadata.items()
+            },
+            "group": spec.group_name,
+            "kinds": sorted(spec.kinds),
+            "partitions": spec.partitions_def,
+            "automation": spec.automation_condition,
+            "description": spec.description,
+            "owners": sorted(spec.owners),
+            "tags": spec.tags,
+            "node": assets_def.node_def.name,
+        }
+        for assets_def in assets_defs
+        for spec in assets_def.specs
+    }
+    return {"assets": specs, "checks": checks}

@@ -9,16 +9,22 @@
 - Shapes: Dagster accepts a string wherever YAML may hold a template, so a plain string where a
   list or a block of settings belongs (`measurements: inverter`) would reach its resolver and
   fail there with an AttributeError; it is refused first, naming the file, the field and the fix.
+- Fields: Dagster's `resolve_fields` works out each field's resolver from the class's type hints
+  (and dumps the model once per field) every time a block is resolved; `resolve_fields_cached`
+  works them out once per class, then resolves exactly as Dagster does.
 """
 
 import dataclasses
+import functools
 import re
 import types
 from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
 from typing import Any, Self, Union, get_args, get_origin
+from unittest import mock
 
 import dagster as dg
+from dagster.components.resolved import base as resolved_base
 from dagster.components.resolved.context import ResolutionContext
 from jinja2 import Undefined
 from jinja2.nativetypes import NativeTemplate, native_concat
@@ -61,6 +67,38 @@ class CachedTemplateResolutionContext(ResolutionContext):
             # Let Dagster render it again and raise its own error, naming the YAML line.
             return super()._resolve_inner_value(val)
         return rendered
+
+
+@dataclasses.dataclass(frozen=True)
+class _Field:
+    name: str
+    alias: str
+    model_field: str
+    resolver: dg.Resolver
+
+
+@functools.cache
+def _fields_of(resolved_cls: type) -> tuple[_Field, ...]:
+    """Each field of a resolvable class with its resolver: what Dagster derives per call."""
+    fields = []
+    for name, info in resolved_base._get_annotations(resolved_cls).items():
+        resolver = resolved_base._get_resolver(info.type, name)
+        alias = info.field_info.alias if info.field_info and info.field_info.alias else name
+        fields.append(_Field(name, alias, resolver.model_field_name or name, resolver))
+    return tuple(fields)
+
+
+def resolve_fields_cached(
+    model: BaseModel, resolved_cls: type, context: ResolutionContext
+) -> Mapping[str, Any]:
+    """Dagster's `resolve_fields` (same fields, order, filtering and resolvers), cached per class."""
+    written = model.model_dump(exclude_unset=True)
+    return {
+        field.alias: field.resolver.execute(context=context, model=model, field_name=field.name)
+        for field in _fields_of(resolved_cls)
+        if field.model_field in written
+        and getattr(model, field.model_field) != resolved_base._Unset
+    }
 
 
 YamlPath = tuple[str | int, ...]
@@ -148,7 +186,7 @@ def refuse_misplaced_strings(
 
 
 class YamlAttributes:
-    """Mixin for a `dg.Resolvable` component: its YAML read with cached templates, shapes checked."""
+    """Mixin for a `dg.Resolvable` component: YAML shapes checked, resolved with the caches above."""
 
     @classmethod
     def load(cls, attributes: Any, context: dg.ComponentLoadContext) -> Self:
@@ -161,6 +199,7 @@ class YamlAttributes:
             source_position_tree=resolution.source_position_tree,
             stash=resolution.stash,
         )
-        return super().load(  # type: ignore[misc]
-            attributes, dataclasses.replace(context, resolution_context=cached)
-        )
+        with mock.patch.object(resolved_base, "resolve_fields", resolve_fields_cached):
+            return super().load(  # type: ignore[misc]
+                attributes, dataclasses.replace(context, resolution_context=cached)
+            )

@@ -1,18 +1,25 @@
 """YAML attributes resolve with cached templates exactly as Dagster resolves them."""
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
+from dagster.components.resolved import base as resolved_base
 from dagster.components.resolved.context import ResolutionContext
 from dagster.components.resolved.errors import ResolutionException
+from dagster.components.testing import DefsFolderSandbox, create_defs_folder_sandbox
 from dagster_shared.yaml_utils import parse_yaml_with_source_position
 from jinja2.nativetypes import NativeTemplate
 
+from data_platform.lib import yaml_attributes
 from data_platform.lib.yaml_attributes import (
     CachedTemplateResolutionContext,
     compiled_template,
     render_plain_text,
 )
+from data_platform_tests.helpers import describe_definitions
 
 # Strings without Jinja syntax: Jinja still turns some into other types, trims a newline, ...
 PLAIN_TEXT = [
@@ -94,3 +101,94 @@ def test_errors_are_dagsters_own(template: str, tmp_path):
     if template != "{{ unclosed":
         assert messages[1][0] is ResolutionException
         assert "defs.yaml:2" in messages[1][1]
+
+
+# -- the cached resolution builds what Dagster's builds ------------------------------------------
+
+PROJECT_DEFS = Path(__file__).resolve().parents[2] / "data_platform" / "defs"
+
+RICH_INGEST = """\
+type: data_platform.lib.InfluxIngestComponent
+template_vars_module: data_platform.utils.environment_helpers
+attributes:
+  name: rich
+  source: "{{ 'influx' if env.INFLUX_URL else 'files' }}"
+  influx: {url: "{{ env.INFLUX_URL or 'http://localhost:8086' }}", database: rich}
+  files: {paths: [".data/rich.lp.gz"]}
+  measurements:
+    - {name: inverter, fields: [p_ac, temp], tags: {site: [north, south]}}
+    - {name: "weather station", asset_name: weather}
+  target: {schema: "{{ schema_for('raw') }}"}
+  partitions: {start: "2025-01-01", granularity: daily, lateness: 2h}
+  signal_name: "{{ tags.site }}.{{ field }}"
+  units: {p_ac: kW, inverter.temp: degC}
+  checks: {min_gap: 10m}
+  asset_attributes:
+    key_prefix: [warehouse]
+    group_name: plants
+    owners: ["team:ot-data"]
+    tags: {tier: gold}
+    kinds: [scada]
+    automation_condition: "{{ dg.AutomationCondition.on_cron('0 * * * *') }}"
+"""
+
+RICH_ROLLUPS = """\
+type: data_platform.lib.TimescaleAggregateComponent
+attributes:
+  source: {schema: raw, table: influx_hist, assets: [warehouse/rich/inverter]}
+  target: {schema: rollups, name_prefix: rich}
+  partitions: {start: "2025-01-01", granularity: daily}
+  buckets:
+    - width: 1 hour
+    - width: 1 day
+      refresh: {start_offset: 3 days, end_offset: 1 day, schedule_interval: 1 day}
+  aggregates: [avg, max, count]
+  refresh: {start_offset: 6 hours, end_offset: 15 minutes, schedule_interval: 15 minutes}
+  translation:
+    key: "warehouse/{{ rollup.suffix }}/{{ rollup.name }}"
+    tags: {bucket: "{{ rollup.suffix }}"}
+"""
+
+
+@pytest.fixture
+def catalogue() -> Iterator[DefsFolderSandbox]:
+    """The project's own YAML files and two that use every kind of field."""
+    files = {
+        str(path.parent.relative_to(PROJECT_DEFS)): path.read_text()
+        for path in PROJECT_DEFS.rglob("defs.yaml")
+    }
+    files |= {"rich/ingest": RICH_INGEST, "rich/rollups": RICH_ROLLUPS}
+    with create_defs_folder_sandbox() as sandbox:
+        for folder, text in files.items():
+            (sandbox.defs_folder_path / folder).mkdir(parents=True)
+            (sandbox.defs_folder_path / folder / "defs.yaml").write_text(text)
+        yield sandbox
+
+
+def build(sandbox: DefsFolderSandbox) -> dg.Definitions:
+    with sandbox.build_all_defs() as defs:
+        return defs
+
+
+def test_cached_resolution_builds_what_dagsters_own_builds(catalogue, monkeypatch):
+    cached = describe_definitions(build(catalogue))
+    assert "warehouse/rich/inverter" in cached["assets"]
+    assert "warehouse/1h/rich_1h" in cached["assets"]
+    assert len(cached["assets"]) > 10
+    monkeypatch.setattr(yaml_attributes, "resolve_fields_cached", resolved_base.resolve_fields)
+    monkeypatch.setattr(
+        CachedTemplateResolutionContext,
+        "_resolve_inner_value",
+        ResolutionContext._resolve_inner_value,
+    )
+    assert describe_definitions(build(catalogue)) == cached
+
+
+def test_field_resolvers_are_worked_out_once_per_class(catalogue):
+    yaml_attributes._fields_of.cache_clear()
+    build(catalogue)
+    classes = yaml_attributes._fields_of.cache_info().misses
+    build(catalogue)
+    info = yaml_attributes._fields_of.cache_info()
+    assert classes > 5  # the components and their blocks
+    assert info.misses == classes and info.hits > 0

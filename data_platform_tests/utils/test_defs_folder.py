@@ -26,6 +26,7 @@ from data_platform.utils.defs_folder import (
     refuse_duplicate_assets,
     reuse_initial_load,
 )
+from data_platform_tests.helpers import describe_definitions
 
 SOURCES = 6
 
@@ -79,29 +80,11 @@ def build(sandbox: DefsFolderSandbox, tree_class: type[dg.ComponentTree]) -> dg.
             del sys.modules[name]
 
 
-def describe(defs: dg.Definitions) -> dict[str, Any]:
-    assets_defs = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
-    checks = sorted(str(key) for assets_def in assets_defs for key in assets_def.check_keys)
-    specs = {
-        spec.key.to_user_string(): {
-            "deps": sorted(dep.asset_key.to_user_string() for dep in spec.deps),
-            "metadata": spec.metadata,
-            "group": spec.group_name,
-            "kinds": sorted(spec.kinds),
-            "partitions": spec.partitions_def,
-            "automation": spec.automation_condition,
-        }
-        for assets_def in assets_defs
-        for spec in assets_def.specs
-    }
-    return {"assets": specs, "checks": checks}
-
-
 def test_same_definitions_as_dagsters_loader(catalogue: DefsFolderSandbox):
-    ours = describe(build(catalogue, LinearComponentTree))
+    ours = describe_definitions(build(catalogue, LinearComponentTree))
     assert len(ours["assets"]) == SOURCES * (3 + 2)  # registry + 2 measurements, 2 rollups
     assert ours["checks"]
-    assert ours == describe(build(catalogue, dg.ComponentTree))
+    assert ours == describe_definitions(build(catalogue, dg.ComponentTree))
 
 
 def count_tree_walks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
