@@ -63,8 +63,9 @@ bench-ingest: sync
 bench-aggregates: sync
     uv run python scripts/bench_aggregates.py
 
-bench-load: sync
-    uv run python scripts/bench_load.py
+# `just bench-load --repeat 3`, `--sizes 10 100`, `--profile`: see scripts/bench_load.py
+bench-load *args: sync
+    uv run python scripts/bench_load.py {{args}}
 
 _home:
     @mkdir -p "$DAGSTER_HOME"
