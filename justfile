@@ -57,13 +57,15 @@ snapshot-update:
 components:
     uv run dg list components
 
+# Ingest throughput against raw read/write limits and a naive baseline (prints figures).
 bench-ingest: sync
     uv run python scripts/bench_ingest.py
 
+# Rollup refresh time over 1 vs 30 days of raw data (prints figures).
 bench-aggregates: sync
     uv run python scripts/bench_aggregates.py
 
-# `just bench-load --repeat 3`, `--sizes 10 100`, `--profile`: see scripts/bench_load.py
+# `dg check defs` at 10 / 100 / 1,000 generated sources (args e.g. `--repeat 3`, `--profile`).
 bench-load *args: sync
     uv run python scripts/bench_load.py {{args}}
 
