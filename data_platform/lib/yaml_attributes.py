@@ -6,9 +6,10 @@
   same results, but renders plain text (no `{`, so no Jinja syntax) the way Jinja would without
   compiling it, and compiles each templated string once per process. Failures are handed back to
   Dagster's own resolution so its error messages are unchanged.
-- Shapes: Dagster accepts a string wherever YAML may hold a template, so a plain string where a
-  list or a block of settings belongs (`measurements: inverter`) would reach its resolver and
-  fail there with an AttributeError; it is refused first, naming the file, the field and the fix.
+- Shapes: Dagster accepts a string wherever YAML may hold a template, so a string where a list
+  or a block of settings belongs (`measurements: inverter`, or a template that renders to one)
+  would reach its resolver and fail there with an AttributeError; it is refused first, naming
+  the file, the field and the fix.
 - Fields: Dagster's `resolve_fields` works out each field's resolver from the class's type hints
   (and dumps the model once per field) every time a block is resolved; `resolve_fields_cached`
   works them out once per class, then resolves exactly as Dagster does.
@@ -136,7 +137,7 @@ def expected_shape(annotation: Any) -> tuple[str, Any] | None:
 def misplaced_strings(
     model: type[BaseModel], attributes: Any, path: YamlPath = ()
 ) -> Iterator[tuple[YamlPath, str, str]]:
-    """(path, value, shape) of every plain string where `model` wants a list or a block."""
+    """(path, value, shape) of every string where `model` wants a list, mapping or block."""
     written = getattr(attributes, "model_fields_set", set())  # what the YAML sets
     for name, field in model.model_fields.items():
         if name not in written:
@@ -148,18 +149,37 @@ def misplaced_strings(
         kind, inner = shape
         here = (*path, name)
         if isinstance(value, str):
-            if "{" not in value:  # a template may render to a list
-                yield here, value, kind
+            yield here, value, kind
         elif kind == "block" and isinstance(value, BaseModel):
             yield from misplaced_strings(inner, value, here)
         elif kind == "list" and isinstance(value, list | tuple):
             item = expected_shape(inner)
             if item and item[0] == "block":
                 for i, element in enumerate(value):
-                    if isinstance(element, str) and "{" not in element:
+                    if isinstance(element, str):
                         yield (*here, i), element, "block"
                     elif isinstance(element, BaseModel):
                         yield from misplaced_strings(item[1], element, (*here, i))
+
+
+SHAPES: dict[str, tuple[type, ...]] = {"list": (list, tuple), "mapping": (dict,), "block": (dict,)}
+
+
+def _misplaced_problem(value: str, kind: str, field: str, context: ResolutionContext) -> str | None:
+    """Why `value` cannot stand where a `kind` belongs; None when it can (or Dagster will say)."""
+    a = "an" if kind[0] in "aeiou" else "a"
+    if "{" not in value:
+        return f"{field} is the string {value!r}; it must be {a} {kind}"
+    try:
+        rendered = context.resolve_value(value)
+    except Exception:
+        return None  # Dagster's own resolution reports the template's error, with its line
+    if isinstance(rendered, SHAPES[kind]):
+        return None
+    # the type only: a rendered value may come from a secret in the environment
+    return (
+        f"{field} is a template that renders to a {type(rendered).__name__}; it must be {a} {kind}"
+    )
 
 
 def refuse_misplaced_strings(
@@ -167,8 +187,9 @@ def refuse_misplaced_strings(
 ) -> None:
     for path, value, kind in misplaced_strings(component, attributes):
         field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
-        a = "an" if kind[0] in "aeiou" else "a"
-        problem = f"{field} is the string {value!r}; it must be {a} {kind}"
+        problem = _misplaced_problem(value, kind, field, context.resolution_context)
+        if problem is None:
+            continue
         message = f"{problem}. Fix: {FIXES[kind]}"
         tree = context.resolution_context.source_position_tree
         if tree is not None:

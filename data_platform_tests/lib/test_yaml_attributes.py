@@ -19,7 +19,7 @@ from data_platform.lib.yaml_attributes import (
     compiled_template,
     render_plain_text,
 )
-from data_platform_tests.helpers import describe_definitions
+from data_platform_tests.helpers import describe_definitions, load_yaml_component
 
 # Strings without Jinja syntax: Jinja still turns some into other types, trims a newline, ...
 PLAIN_TEXT = [
@@ -192,3 +192,18 @@ def test_field_resolvers_are_worked_out_once_per_class(catalogue):
     info = yaml_attributes._fields_of.cache_info()
     assert classes > 5  # the components and their blocks
     assert info.misses == classes and info.hits > 0
+
+
+def test_a_template_may_stand_for_a_list():
+    attributes = {
+        "source": {"schema": "raw", "table": "influx_hist", "assets": ["plant/inverter"]},
+        "target": {"schema": "rollups", "name_prefix": "plant"},
+        "partitions": {"start": "2025-01-01", "granularity": "hourly"},
+        "buckets": [{"width": "1 hour"}],
+        "aggregates": "{{ ['avg', 'max'] }}",
+    }
+    with load_yaml_component(attributes, "data_platform.lib.TimescaleAggregateComponent") as (
+        component,
+        _defs,
+    ):
+        assert component.aggregates == ["avg", "max"]

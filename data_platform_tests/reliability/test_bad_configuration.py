@@ -109,6 +109,12 @@ INGEST_CASES = [
         id="wrong-type-list",
     ),
     pytest.param(
+        "measurements",
+        "{{ 'inverter' }}",
+        ["measurements is a template that renders to a str; it must be a list", "Fix:"],
+        id="wrong-type-template",
+    ),
+    pytest.param(
         "partitions",
         "hourly",
         ["partitions is the string 'hourly'; it must be a block", "Fix: write a block"],
