@@ -104,6 +104,29 @@ def resolve_fields_cached(
 
 YamlPath = tuple[str | int, ...]
 
+
+def yaml_path_text(path: YamlPath) -> str:
+    """`buckets[2].refresh.start_offset` for ("buckets", 2, "refresh", "start_offset")."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def yaml_location(context: dg.ComponentLoadContext, path: YamlPath, problem: str) -> str | None:
+    """`file:line - attributes.x.y` plus a snippet of defs.yaml, when the YAML is known."""
+    tree = context.resolution_context.source_position_tree
+    if tree is None:
+        return None
+    try:
+        error = tree.source_error(
+            yaml_path=["attributes", *path], inline_error_message=problem, value_error=True
+        )
+    except Exception:
+        return None  # no position for this path: the message alone still names the field
+    return f"{error.file_name}:{error.start_line_no} - {error.location}\n{error.snippet}"
+
+
 FIXES = {
     "list": "write a YAML list: one `- item` per line under the key, or `[a, b]`",
     "block": "write a block of settings: `key: value` lines indented under the key",
@@ -186,23 +209,13 @@ def refuse_misplaced_strings(
     component: type[BaseModel], attributes: Any, context: dg.ComponentLoadContext
 ) -> None:
     for path, value, kind in misplaced_strings(component, attributes):
-        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
-        problem = _misplaced_problem(value, kind, field, context.resolution_context)
+        problem = _misplaced_problem(value, kind, yaml_path_text(path), context.resolution_context)
         if problem is None:
             continue
         message = f"{problem}. Fix: {FIXES[kind]}"
-        tree = context.resolution_context.source_position_tree
-        if tree is not None:
-            try:
-                error = tree.source_error(
-                    yaml_path=["attributes", *path], inline_error_message=problem, value_error=True
-                )
-                message = (
-                    f"{error.file_name}:{error.start_line_no} - {error.location}\n"
-                    f"{error.snippet}\n{message}"
-                )
-            except Exception:
-                pass  # no position for this path: the message alone still names the field
+        location = yaml_location(context, path, problem)
+        if location:
+            message = f"{location}\n{message}"
         raise YamlShapeError(message)
 
 

@@ -34,7 +34,7 @@ from data_platform.lib.timescale.plan import (
 )
 from data_platform.lib.timescale.scaffolder import TimescaleAggregateScaffolder
 from data_platform.lib.warehouse import WarehouseResource
-from data_platform.lib.yaml_attributes import YamlAttributes
+from data_platform.lib.yaml_attributes import YamlAttributes, yaml_location
 
 IntervalText = str | int
 """PostgreSQL interval text; YAML may read a bare `0` as a number."""
@@ -338,7 +338,7 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
             component = super().load(attributes, context)
             component.rollup_plan()
         except RollupConfigError as exc:
-            raise exc.located(_yaml_location(context, exc.path, exc.problem)) from None
+            raise exc.located(yaml_location(context, exc.path, exc.problem)) from None
         except ValidationError as exc:
             first = exc.errors()[0]
             path = tuple(p for p in first["loc"] if isinstance(p, str | int))
@@ -348,7 +348,7 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
                 "correct the value; `dg utils inspect-component "
                 "data_platform.lib.TimescaleAggregateComponent` shows the schema",
             )
-            raise error.located(_yaml_location(context, path, first["msg"])) from None
+            raise error.located(yaml_location(context, path, first["msg"])) from None
         return component
 
     # -- configuration ---------------------------------------------------------------------------
@@ -672,17 +672,3 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
             yield checks.check_freshness(engine, rollup, key, self.rollup_plan().freshness_max_lag)
         if dg.AssetCheckKey(key, checks.MATCHES_YAML) in selected:
             yield checks.check_matches_yaml(engine, rollup, key)
-
-
-def _yaml_location(context: dg.ComponentLoadContext, path: YamlPath, problem: str) -> str | None:
-    """`file:line - attributes.x.y` plus a snippet of defs.yaml, when the YAML is known."""
-    tree = context.resolution_context.source_position_tree
-    if tree is None:
-        return None
-    try:
-        error = tree.source_error(
-            yaml_path=["attributes", *path], inline_error_message=problem, value_error=True
-        )
-    except Exception:
-        return None
-    return f"{error.file_name}:{error.start_line_no} - {error.location}\n{error.snippet}"

@@ -18,6 +18,7 @@ from data_platform.lib.timescale.intervals import (
     is_multiple,
     parse_interval,
 )
+from data_platform.lib.yaml_attributes import YamlPath, yaml_path_text
 
 AGGREGATES: tuple[str, ...] = ("avg", "min", "max", "count", "sum", "first", "last")
 """Every aggregate a rollup can store, in column order."""
@@ -32,7 +33,6 @@ OnDefinitionChange = Literal["rebuild", "fail"]
 BUCKET_COLUMN = "bucket"
 MAX_IDENTIFIER = 63  # PostgreSQL's NAMEDATALEN - 1: longer names are silently truncated
 
-YamlPath = tuple[str | int, ...]
 _ZERO = re.compile(r"^0+\s*[a-z]*$")
 
 
@@ -53,14 +53,6 @@ class RollupConfigError(ValueError):
             error.location = location
             error.args = (f"{location}\n{self.args[0]}",)
         return error
-
-
-def yaml_path_text(path: YamlPath) -> str:
-    """`buckets[2].refresh.start_offset` for ("buckets", 2, "refresh", "start_offset")."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
 
 
 @dataclass(frozen=True, slots=True)
