@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster.components.testing import DefsFolderSandbox, create_defs_folder_sandbox
 
-from data_platform.utils import defs_folder, yaml_positions
+from data_platform.utils import yaml_positions
 from data_platform.utils.defs_folder import (
     LinearComponentTree,
     refuse_duplicate_assets,
@@ -238,10 +237,14 @@ def test_a_code_location_starts_with_one_build(tmp_path: Path, reuse: bool, buil
         sys.modules.pop(f"location_{reuse}", None)
 
 
-def test_project_definitions_use_the_platform_loader():
-    source = Path(defs_folder.__file__).parents[1].joinpath("definitions.py").read_text()
-    assert "@reuse_initial_load" in source and "load_defs_folder(" in source
-    assert os.path.basename(defs_folder.__file__) == "defs_folder.py"
+def test_project_definitions_use_the_platform_loader(monkeypatch):
+    from data_platform.definitions import defs as project_defs
+
+    walks = count_tree_walks(monkeypatch)
+    definitions = load_in(initialization(), project_defs)
+    assert len(walks) == 1  # LinearComponentTree: one walk for the whole defs folder
+    assert load_in(reconstruction(), project_defs) is definitions  # reused, not rebuilt
+    assert len(walks) == 1
 
 
 def test_an_asset_key_in_two_files_names_both(catalogue: DefsFolderSandbox):
