@@ -137,7 +137,7 @@ def run_child(**kwargs: str) -> dict:
 
 def read_only(influx_url: str, db: str, span: timedelta) -> tuple[float, int, str]:
     from data_platform.lib.influx.client import InfluxClient, InfluxSettings
-    from data_platform.lib.influx.model import Window
+    from data_platform.lib.timing.window import Window
 
     settings = InfluxSettings(url=influx_url, database=db, chunk_size=10_000)
     with InfluxClient(settings, source="bench") as client:

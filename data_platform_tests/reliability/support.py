@@ -14,7 +14,8 @@ import pytest
 from psycopg import sql
 
 from data_platform.lib.influx.client import InfluxClient
-from data_platform.lib.influx.model import SeriesBatch, Window, to_epoch_ns
+from data_platform.lib.influx.reader.model import SeriesBatch
+from data_platform.lib.timing.window import Window, to_epoch_ns
 from data_platform.utils.local_servers import LocalInfluxd, LocalPostgres
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)

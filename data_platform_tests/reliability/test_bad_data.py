@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from data_platform.lib.influx.line_protocol import LineProtocolSource
-from data_platform.lib.influx.model import SeriesBatch, Window
+from data_platform.lib.influx.reader.model import SeriesBatch
 from data_platform.lib.influx.writer import (
     HistorianTables,
     Signal,
@@ -25,6 +25,7 @@ from data_platform.lib.influx.writer import (
     ensure_tables,
     replace_window,
 )
+from data_platform.lib.timing.window import Window
 from data_platform.utils.local_servers import LocalInfluxd
 from data_platform_tests.helpers import (
     check_results,

@@ -17,7 +17,8 @@ import psycopg
 import pytest
 
 from data_platform.lib.influx.client import InfluxClient
-from data_platform.lib.influx.model import SeriesBatch, Window
+from data_platform.lib.influx.reader.model import SeriesBatch
+from data_platform.lib.timing.window import Window
 from data_platform.lib.warehouse import WarehouseResource
 from data_platform.utils.local_servers import LocalInfluxd
 from data_platform_tests.helpers import check_results, load_yaml_component, run_assets

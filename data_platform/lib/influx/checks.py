@@ -11,9 +11,10 @@ import dagster as dg
 import psycopg
 from psycopg import sql
 
-from data_platform.lib.influx.model import FieldInfo, Window
+from data_platform.lib.influx.reader.model import FieldInfo
 from data_platform.lib.influx.specs import parse_duration
 from data_platform.lib.influx.writer import HistorianTables, Signal, SignalRegistry
+from data_platform.lib.timing.window import Window
 
 if TYPE_CHECKING:
     from data_platform.lib.influx.component import (

@@ -43,15 +43,15 @@ from data_platform.lib.influx.influxql import (
     select_window,
     selector_window,
 )
-from data_platform.lib.influx.model import (
+from data_platform.lib.influx.reader.model import (
     FieldInfo,
     FieldStats,
     FieldValue,
     SeriesBatch,
     Tags,
-    Window,
     normalize_tags,
 )
+from data_platform.lib.timing.window import Window
 
 Format = Literal["auto", "msgpack", "csv", "json"]
 WireFormat = Literal["msgpack", "csv", "json"]

@@ -23,7 +23,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from data_platform.lib.influx import checks
-from data_platform.lib.influx.model import FieldInfo, SeriesBatch, Tags, Window
+from data_platform.lib.influx.reader.model import FieldInfo, SeriesBatch, Tags
 from data_platform.lib.influx.scaffolder import InfluxIngestScaffolder
 from data_platform.lib.influx.specs import (
     GRANULARITY_CRON,
@@ -47,6 +47,7 @@ from data_platform.lib.influx.writer import (
     ensure_tables,
     replace_window,
 )
+from data_platform.lib.timing.window import Window
 from data_platform.lib.warehouse import WarehouseResource, WarehouseUnavailable
 from data_platform.lib.yaml_attributes import YamlAttributes
 

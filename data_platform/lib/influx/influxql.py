@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Literal
 
-from data_platform.lib.influx.model import Tags, Window, normalize_tags
+from data_platform.lib.influx.reader.model import Tags, normalize_tags
+from data_platform.lib.timing.window import Window
 
 # InfluxQL's scanner understands these escapes inside quoted strings and identifiers.
 _IDENT_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n"})

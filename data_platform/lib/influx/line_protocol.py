@@ -46,14 +46,14 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
-from data_platform.lib.influx.model import (
+from data_platform.lib.influx.reader.model import (
     FieldInfo,
     FieldStats,
     FieldValue,
     SeriesBatch,
     Tags,
-    Window,
 )
+from data_platform.lib.timing.window import Window
 
 OnError = Literal["fail", "skip"]
 

@@ -19,7 +19,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from data_platform.lib.influx.model import FieldValue, SeriesBatch, Tags, Window
+from data_platform.lib.influx.reader.model import FieldValue, SeriesBatch, Tags
+from data_platform.lib.timing.window import Window
 from data_platform.lib.warehouse import has_timescaledb
 
 # PostgreSQL's binary timestamptz is int64 microseconds since 2000-01-01 UTC: the same bytes as

@@ -8,8 +8,9 @@ import dagster as dg
 
 from data_platform.lib.timescale import sql as q
 from data_platform.lib.timescale.engines import RollupEngine
-from data_platform.lib.timescale.intervals import Window, floor_to_bucket
 from data_platform.lib.timescale.plan import Rollup
+from data_platform.lib.timing.buckets import floor_to_bucket
+from data_platform.lib.timing.window import Window
 
 MATCHES_SOURCE = "matches_source"
 FRESHNESS = "freshness"

@@ -12,7 +12,7 @@ from pydantic import Field, PrivateAttr, ValidationError
 from data_platform.lib.timescale import checks
 from data_platform.lib.timescale import sql as q
 from data_platform.lib.timescale.engines import RollupEngine, open_engine
-from data_platform.lib.timescale.intervals import Window, short_suffix
+from data_platform.lib.timescale.intervals import short_suffix
 from data_platform.lib.timescale.plan import (
     AGGREGATES,
     BUCKET_COLUMN,
@@ -33,6 +33,7 @@ from data_platform.lib.timescale.plan import (
     resolve_aggregates,
 )
 from data_platform.lib.timescale.scaffolder import TimescaleAggregateScaffolder
+from data_platform.lib.timing.window import Window
 from data_platform.lib.warehouse import WarehouseResource
 from data_platform.lib.yaml_attributes import YamlAttributes, yaml_location
 

@@ -23,8 +23,9 @@ import psycopg
 from psycopg import sql
 
 from data_platform.lib.timescale import sql as q
-from data_platform.lib.timescale.intervals import Window, ceil_to_bucket, floor_to_bucket
 from data_platform.lib.timescale.plan import Rollup, RollupPlan
+from data_platform.lib.timing.buckets import ceil_to_bucket, floor_to_bucket
+from data_platform.lib.timing.window import Window
 from data_platform.lib.warehouse import WarehouseResource
 
 MANAGED_BY = "data_platform.lib.TimescaleAggregateComponent"

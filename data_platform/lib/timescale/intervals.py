@@ -1,18 +1,11 @@
-"""Interval text as PostgreSQL writes it (`1 minute`, `5 minutes`, `1 day`) and bucket arithmetic.
-
-Buckets are aligned like TimescaleDB's `time_bucket(interval, timestamptz)`: to the origin
-2000-01-03 00:00 UTC (a Monday), so that `date_bin(width, ts, origin)` on plain PostgreSQL
-gives the same buckets.
-"""
+"""Interval text as PostgreSQL writes it (`1 minute`, `5 minutes`, `1 day`)."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-BUCKET_ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)
-"""TimescaleDB's default `time_bucket` origin for intervals without months."""
+from data_platform.lib.timing.buckets import micros as _micros
 
 _UNITS: dict[str, timedelta] = {
     "microsecond": timedelta(microseconds=1),
@@ -49,31 +42,6 @@ _CLOCK = re.compile(r"^(\d+):(\d{2})(?::(\d{2}))?$")
 
 class IntervalError(ValueError):
     """Interval text that cannot be read as a fixed-length duration."""
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """A half-open time window [start, end) in UTC."""
-
-    start: datetime
-    end: datetime
-
-    def __str__(self) -> str:
-        return f"[{self.start.isoformat()}, {self.end.isoformat()})"
-
-    def widened_to(self, width: timedelta) -> Window:
-        """The smallest window of whole buckets of `width` that covers this one."""
-        return Window(floor_to_bucket(self.start, width), ceil_to_bucket(self.end, width))
-
-    def slices(self, step: timedelta) -> list[Window]:
-        """Consecutive windows of at most `step` that cover this one."""
-        out: list[Window] = []
-        start = self.start
-        while start < self.end:
-            end = min(start + step, self.end)
-            out.append(Window(start, end))
-            start = end
-        return out
 
 
 def parse_interval(text: str | int | float) -> timedelta:
@@ -158,22 +126,3 @@ def short_suffix(width: timedelta) -> str:
         if micros % size == 0:
             return f"{micros // size}{letter}"
     raise AssertionError("unreachable: microseconds divide every interval")
-
-
-def is_multiple(wide: timedelta, narrow: timedelta) -> bool:
-    return _micros(wide) % _micros(narrow) == 0
-
-
-def floor_to_bucket(moment: datetime, width: timedelta) -> datetime:
-    """Start of the bucket of `width` that contains `moment` (TimescaleDB alignment)."""
-    offset = _micros(moment - BUCKET_ORIGIN) // _micros(width)
-    return BUCKET_ORIGIN + offset * width
-
-
-def ceil_to_bucket(moment: datetime, width: timedelta) -> datetime:
-    start = floor_to_bucket(moment, width)
-    return start if start == moment else start + width
-
-
-def _micros(delta: timedelta) -> int:
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds

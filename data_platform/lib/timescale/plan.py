@@ -12,12 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
-from data_platform.lib.timescale.intervals import (
-    IntervalError,
-    format_interval,
-    is_multiple,
-    parse_interval,
-)
+from data_platform.lib.timescale.intervals import IntervalError, format_interval, parse_interval
+from data_platform.lib.timing.buckets import is_multiple
 from data_platform.lib.yaml_attributes import YamlPath, yaml_path_text
 
 AGGREGATES: tuple[str, ...] = ("avg", "min", "max", "count", "sum", "first", "last")

@@ -15,8 +15,8 @@ from typing import Literal, LiteralString
 
 from psycopg import sql
 
-from data_platform.lib.timescale.intervals import BUCKET_ORIGIN
 from data_platform.lib.timescale.plan import BUCKET_COLUMN, Rollup, RollupPlan, definition_hash
+from data_platform.lib.timing.buckets import BUCKET_ORIGIN
 
 Engine = Literal["timescaledb", "postgresql"]
 

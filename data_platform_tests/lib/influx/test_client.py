@@ -37,7 +37,8 @@ from data_platform.lib.influx.influxql import (
     quote_literal,
     select_window,
 )
-from data_platform.lib.influx.model import FieldInfo, SeriesBatch, Window
+from data_platform.lib.influx.reader.model import FieldInfo, SeriesBatch
+from data_platform.lib.timing.window import Window
 from data_platform.utils.local_servers import LocalInfluxd, free_port, start_influxd
 
 pytestmark = pytest.mark.integration

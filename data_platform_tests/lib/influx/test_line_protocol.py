@@ -28,7 +28,8 @@ from data_platform.lib.influx.line_protocol import (
     parse_line,
     parse_precision,
 )
-from data_platform.lib.influx.model import FieldInfo, FieldValue, SeriesBatch, Tags, Window
+from data_platform.lib.influx.reader.model import FieldInfo, FieldValue, SeriesBatch, Tags
+from data_platform.lib.timing.window import Window
 from data_platform.utils.local_servers import LocalInfluxd
 
 T0 = 1_700_000_000_000_000_000

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from data_platform.lib.influx.model import SeriesBatch, Window
+from data_platform.lib.influx.reader.model import SeriesBatch
 from data_platform.lib.influx.writer import (
     HistorianTables,
     HistorianWriteError,
@@ -17,6 +17,7 @@ from data_platform.lib.influx.writer import (
     ensure_tables,
     replace_window,
 )
+from data_platform.lib.timing.window import Window
 
 pytestmark = pytest.mark.integration
 

@@ -8,11 +8,11 @@ import pytest
 
 from data_platform.lib.timescale.intervals import (
     IntervalError,
-    Window,
     format_interval,
     parse_interval,
     short_suffix,
 )
+from data_platform.lib.timing.window import Window
 
 
 @pytest.mark.parametrize(

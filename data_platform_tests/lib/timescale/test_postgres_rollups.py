@@ -12,7 +12,7 @@ import pytest
 
 from data_platform.lib.timescale import TimescaleAggregateComponent
 from data_platform.lib.timescale.engines import RollupDefinitionChanged
-from data_platform.lib.timescale.intervals import Window
+from data_platform.lib.timing.window import Window
 from data_platform.lib.warehouse import WarehouseResource
 from data_platform_tests.lib.timescale.helpers import (
     WIDTHS,

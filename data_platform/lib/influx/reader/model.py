@@ -3,31 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 FieldValue = float | int | bool | str | None
 
 Tags = tuple[tuple[str, str], ...]
 """A series' tag set: (key, value) pairs sorted by key, empty values left out."""
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """A half-open time window [start, end) in UTC."""
-
-    start: datetime
-    end: datetime
-
-    def __str__(self) -> str:
-        return f"[{self.start.isoformat()}, {self.end.isoformat()})"
-
-    @property
-    def start_ns(self) -> int:
-        return to_epoch_ns(self.start)
-
-    @property
-    def end_ns(self) -> int:
-        return to_epoch_ns(self.end)
 
 
 @dataclass(slots=True)
@@ -62,17 +42,7 @@ class FieldStats:
     last_ns: int | None
 
 
-def to_epoch_ns(moment: datetime) -> int:
-    if moment.tzinfo is None:
-        raise ValueError(f"naive datetime {moment!r}: windows are always timezone-aware (UTC)")
-    delta = moment - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
-
-
 def normalize_tags(tags: dict[str, str] | None) -> Tags:
     if not tags:
         return ()
     return tuple(sorted((k, v) for k, v in tags.items() if v not in (None, "")))
-
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
