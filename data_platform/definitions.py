@@ -9,7 +9,7 @@ import dagster as dg
 from data_platform.lib.warehouse import WarehouseResource
 from data_platform.utils.alerts import build_alert_sensors
 from data_platform.utils.defs_folder import load_defs_folder, reuse_initial_load
-from data_platform.utils.environment_helpers import get_environment
+from data_platform.utils.environment_helpers import get_environment, get_warehouse_options
 from data_platform.utils.source_code import code_reference_linker
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +34,9 @@ def platform_resources() -> dict[str, object]:
     """Resources per deployment; secrets are EnvVars, resolved only when a run starts."""
     pool_size = 8 if get_environment() in ("prod", "staging") else 4
     return {
-        "warehouse": WarehouseResource(url=dg.EnvVar("WAREHOUSE_URL"), max_connections=pool_size)
+        "warehouse": WarehouseResource(
+            url=dg.EnvVar("WAREHOUSE_URL"), max_connections=pool_size, **get_warehouse_options()
+        )
     }
 
 

