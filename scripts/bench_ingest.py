@@ -136,7 +136,8 @@ def run_child(**kwargs: str) -> dict:
 
 
 def read_only(influx_url: str, db: str, span: timedelta) -> tuple[float, int, str]:
-    from data_platform.lib.influx.client import InfluxClient, InfluxSettings
+    from data_platform.lib.influx.reader.client import InfluxClient
+    from data_platform.lib.influx.reader.settings import InfluxSettings
     from data_platform.lib.timing.window import Window
 
     settings = InfluxSettings(url=influx_url, database=db, chunk_size=10_000)

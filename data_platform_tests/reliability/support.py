@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from data_platform.lib.influx.client import InfluxClient
+from data_platform.lib.influx.reader.client import InfluxClient
 from data_platform.lib.influx.reader.model import SeriesBatch
 from data_platform.lib.timing.window import Window, to_epoch_ns
 from data_platform.utils.local_servers import LocalInfluxd, LocalPostgres

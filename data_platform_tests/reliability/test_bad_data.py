@@ -16,8 +16,8 @@ import dagster as dg
 import psycopg
 import pytest
 
-from data_platform.lib.influx.line_protocol import LineProtocolSource
 from data_platform.lib.influx.reader.model import SeriesBatch
+from data_platform.lib.influx.reader.source import LineProtocolSource
 from data_platform.lib.influx.writer import (
     HistorianTables,
     Signal,

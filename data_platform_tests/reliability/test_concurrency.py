@@ -16,7 +16,7 @@ import dagster as dg
 import psycopg
 import pytest
 
-from data_platform.lib.influx.client import InfluxClient
+from data_platform.lib.influx.reader.client import InfluxClient
 from data_platform.lib.influx.reader.model import SeriesBatch
 from data_platform.lib.timing.window import Window
 from data_platform.lib.warehouse import WarehouseResource

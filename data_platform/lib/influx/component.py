@@ -23,6 +23,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from data_platform.lib.influx import checks
+from data_platform.lib.influx.reader.filters import TagFilter
 from data_platform.lib.influx.reader.model import FieldInfo, SeriesBatch, Tags
 from data_platform.lib.influx.scaffolder import InfluxIngestScaffolder
 from data_platform.lib.influx.specs import (
@@ -70,7 +71,6 @@ class InfluxReader(Protocol):
 
     def list_measurements(self) -> list[str]: ...
     def list_field_keys(self, measurement: str) -> list[FieldInfo]: ...
-    def list_tag_keys(self, measurement: str) -> list[str]: ...
     def list_series(self, measurement: str) -> list[Tags]: ...
     def stream_window(
         self,
@@ -93,7 +93,7 @@ def slugify(text: str) -> str:
 
 
 def _transient_errors() -> tuple[type[BaseException], ...]:
-    from data_platform.lib.influx.client import InfluxTransientError
+    from data_platform.lib.influx.reader.errors import InfluxTransientError
 
     return (InfluxTransientError, WarehouseUnavailable, psycopg.OperationalError)
 
@@ -398,7 +398,8 @@ class InfluxIngestComponent(YamlAttributes, dg.Component, dg.Resolvable, dg.Mode
     def open_reader(self) -> Iterator[InfluxReader]:
         """A reader for this source; secrets are read from the environment here, at run time."""
         if not self.reads_files:
-            from data_platform.lib.influx.client import InfluxClient, InfluxSettings
+            from data_platform.lib.influx.reader.client import InfluxClient
+            from data_platform.lib.influx.reader.settings import Credentials, InfluxSettings
 
             assert self.influx is not None
 
@@ -407,24 +408,27 @@ class InfluxIngestComponent(YamlAttributes, dg.Component, dg.Resolvable, dg.Mode
                 url=spec.url,
                 database=spec.database,
                 retention_policy=spec.retention_policy,
-                username=self._secret(spec.username_env, "influx.username_env"),
-                password=self._secret(spec.password_env, "influx.password_env"),
-                token=self._secret(spec.token_env, "influx.token_env"),
                 timeout_s=spec.timeout_seconds,
                 verify_tls=spec.verify_tls,
                 ca_cert=spec.ca_cert,
                 format=spec.format,
                 chunk_size=spec.chunk_size,
             )
+            credentials = Credentials(
+                username=self._secret(spec.username_env, "influx.username_env"),
+                password=self._secret(spec.password_env, "influx.password_env"),
+                token=self._secret(spec.token_env, "influx.token_env"),
+            )
             with InfluxClient(
                 settings,
+                credentials,
                 source=self.name,
                 max_retries=self.max_attempts - 1,
                 backoff_s=self.retry_backoff_seconds,
             ) as client:
                 yield client  # type: ignore[misc]
         else:
-            from data_platform.lib.influx.line_protocol import LineProtocolSource
+            from data_platform.lib.influx.reader.source import LineProtocolSource
 
             assert self.files is not None
             paths = [
@@ -571,8 +575,9 @@ class InfluxIngestComponent(YamlAttributes, dg.Component, dg.Resolvable, dg.Mode
             fields = [f for f in by_field if measurement.fields is None or f in measurement.fields]
             for f in fields:
                 field_types[(name, f)] = ",".join(sorted(by_field[f]))
+            tag_filter = TagFilter.of(measurement.tags)
             for tags in reader.list_series(name):
-                if measurement.tags and not _tags_match(tags, measurement.tags):
+                if tag_filter is not None and not tag_filter.matches(tags):
                     continue
                 signals.extend(Signal(self.name, name, tags, f) for f in fields)
         with warehouse.connection() as conn:
@@ -730,8 +735,9 @@ class InfluxIngestComponent(YamlAttributes, dg.Component, dg.Resolvable, dg.Mode
                     fields = [f for f in by_field if spec.fields is None or f in spec.fields]
                     for f in fields:
                         field_types[(name, f)] = ",".join(sorted(set(by_field[f])))
+                    tag_filter = TagFilter.of(spec.tags)
                     for tags in reader.list_series(name):
-                        if spec.tags and not _tags_match(tags, spec.tags):
+                        if tag_filter is not None and not tag_filter.matches(tags):
                             continue
                         discovered.extend(Signal(self.name, name, tags, f) for f in fields)
             registry.ensure(conn, discovered, field_types)
@@ -761,7 +767,7 @@ def skipped_lines(reader: InfluxReader) -> tuple[int, list[str]]:
     """Malformed lines a files source skipped (`on_error: skip`) in all its files: how many,
     and the first few errors (file, line, problem). Lines are not in any window, so every
     materialization of the source reports the total."""
-    from data_platform.lib.influx.line_protocol import LineProtocolSource
+    from data_platform.lib.influx.reader.source import LineProtocolSource
 
     if not isinstance(reader, LineProtocolSource):
         return 0, []
@@ -773,15 +779,11 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _tags_match(tags: Tags, filters: Mapping[str, Sequence[str]]) -> bool:
-    as_dict = dict(tags)
-    return all(as_dict.get(k) in values for k, values in filters.items())
-
-
 def _matches(signal: Signal, measurement: MeasurementSpec) -> bool:
     if measurement.fields is not None and signal.field not in measurement.fields:
         return False
-    return not (measurement.tags and not _tags_match(signal.tags, measurement.tags))
+    tag_filter = TagFilter.of(measurement.tags)
+    return tag_filter is None or tag_filter.matches(signal.tags)
 
 
 def _unprefixed(keys: Any) -> set[dg.AssetKey]:

@@ -9,6 +9,8 @@ from typing import Annotated, Literal, TypeVar
 import dagster as dg
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from data_platform.lib.influx.reader.settings import check_database, check_url
+
 Granularity = Literal["15min", "hourly", "daily"]
 
 GRANULARITY_CRON: dict[str, str] = {
@@ -34,11 +36,6 @@ _DURATION = re.compile(
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SOURCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
-
-
-def _without_userinfo(url: str) -> str:
-    """`url` with anything before an `@` in its authority masked (it may be credentials)."""
-    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)?[^/@]*@", r"\1***@", url)
 
 
 def parse_duration(text: str, setting: str) -> timedelta:
@@ -156,28 +153,12 @@ class InfluxServerSpec(dg.Resolvable, dg.Model):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        value = value.strip()
-        if not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError(
-                f"influx.url: {_without_userinfo(value)!r} is not an http(s) URL; write e.g. "
-                "'http://localhost:8086' (or set INFLUX_URL when the YAML reads it)"
-            )
-        if "@" in value.split("//", 1)[1].split("/", 1)[0]:
-            raise ValueError(
-                "influx.url: credentials in the URL are not allowed (they would be logged); "
-                "use username_env/password_env or token_env"
-            )
-        return value.rstrip("/")
+        return check_url(value)
 
     @field_validator("database")
     @classmethod
     def _database(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError(
-                "influx.database is empty; name the database or bucket (or set INFLUX_DATABASE "
-                "when the YAML reads it)"
-            )
-        return value
+        return check_database(value)
 
     @field_validator("username_env", "password_env", "token_env")
     @classmethod

@@ -1,76 +1,41 @@
-"""The InfluxDB reader against a real influxd (and tiny HTTP servers for broken ones)."""
+"""The InfluxDB reader against a real influxd."""
 
 from __future__ import annotations
 
-import json
 import logging
 import pickle
-import socket
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import msgpack
 import pytest
 
-from data_platform.lib.influx.client import (
-    FieldStats,
+from data_platform.lib.influx.reader.client import InfluxClient
+from data_platform.lib.influx.reader.errors import (
     InfluxAuthError,
-    InfluxClient,
     InfluxConfigError,
     InfluxDatabaseNotFound,
     InfluxError,
     InfluxQueryError,
-    InfluxSettings,
     InfluxTransientError,
 )
-from data_platform.lib.influx.influxql import (
-    parse_series_key,
-    qualified_measurement,
-    quote_ident,
-    quote_literal,
-    select_window,
-)
-from data_platform.lib.influx.reader.model import FieldInfo, SeriesBatch
+from data_platform.lib.influx.reader.influxql import quote_ident
+from data_platform.lib.influx.reader.model import FieldInfo, FieldStats, SeriesBatch
+from data_platform.lib.influx.reader.settings import Credentials, InfluxSettings
 from data_platform.lib.timing.window import Window
 from data_platform.utils.local_servers import LocalInfluxd, free_port, start_influxd
+from data_platform_tests.lib.influx.reader.support import (
+    EVERYTHING,
+    FORMATS,
+    SECOND,
+    T0,
+    T0_NS,
+    client_for,
+    read_all,
+    typed,
+)
 
 pytestmark = pytest.mark.integration
-
-FORMATS = ("msgpack", "json", "csv")
-T0 = datetime(2024, 1, 1, tzinfo=UTC)
-T0_NS = 1_704_067_200_000_000_000
-SECOND = 1_000_000_000
-EVERYTHING = Window(T0 - timedelta(days=365), T0 + timedelta(days=365))
-
-
-def client_for(
-    url: str, database: str, *, source: str = "plant_test", **settings: Any
-) -> InfluxClient:
-    retry = {"max_retries": settings.pop("max_retries", 1), "backoff_s": 0.01}
-    return InfluxClient(
-        InfluxSettings(url=url, database=database, **settings), source=source, **retry
-    )
-
-
-def read_all(
-    client: InfluxClient, measurement: str, window: Window = EVERYTHING, **kw: Any
-) -> list[SeriesBatch]:
-    return list(client.stream_window(measurement, window, **kw))
-
-
-def typed(batches: list[SeriesBatch]) -> list[tuple[Any, ...]]:
-    """Batches with each value's type, so 2 and 2.0 (or 1 and True) do not compare equal."""
-    return [
-        (b.measurement, b.tags, b.columns, [[(type(v).__name__, v) for v in row] for row in b.rows])
-        for b in batches
-    ]
 
 
 # -- line protocol for the fixtures ---------------------------------------------------------------
@@ -226,7 +191,10 @@ def test_schema_listing(influxd: LocalInfluxd, sample_db: str) -> None:
     with client_for(influxd.url, sample_db) as client:
         assert client.ping().startswith("1.")
         assert client.list_measurements() == ["cpu", "mem"]
-        assert client.list_tag_keys("cpu") == ["host", "region"]
+        assert sorted({k for tags in client.list_series("cpu") for k, _ in tags}) == [
+            "host",
+            "region",
+        ]
         assert client.list_field_keys("mem") == [
             FieldInfo("mem", "free", "integer"),
             FieldInfo("mem", "used", "float"),
@@ -254,7 +222,7 @@ def test_hostile_identifiers_round_trip_without_injection(
     tags = ((tag_key, tag_value),)
     with client_for(influxd.url, influx_db) as client:
         assert client.list_measurements() == [measurement]
-        assert client.list_tag_keys(measurement) == [tag_key]
+        assert {k for tags in client.list_series(measurement) for k, _ in tags} == {tag_key}
         assert {f.field for f in client.list_field_keys(measurement)} == {field_name, "other"}
         assert client.list_series(measurement) == [((tag_key, "plain"),), tags]
         assert client.window_stats(measurement, EVERYTHING)[field_name] == FieldStats(
@@ -348,9 +316,10 @@ def test_wrong_password_is_an_auth_error_without_the_secret(
         server.create_database("secured", auth=admin)
         server.write_lines("secured", f"m v=1i {T0_NS}", auth=admin)
         secret = "wrong-Pa55word"
-        settings = InfluxSettings(server.url, "secured", username="admin", password=secret)
-        assert secret not in repr(settings)
-        with InfluxClient(settings, source="plant_test", backoff_s=0.01) as client:
+        settings = InfluxSettings(server.url, "secured")
+        credentials = Credentials(username="admin", password=secret)
+        assert secret not in repr(settings) and secret not in repr(credentials)
+        with InfluxClient(settings, credentials, source="plant_test", backoff_s=0.01) as client:
             with pytest.raises(InfluxAuthError) as listing:
                 client.list_measurements()
             with pytest.raises(InfluxAuthError) as reading:
@@ -439,253 +408,3 @@ def test_errors_survive_pickling() -> None:
     assert type(copy) is InfluxDatabaseNotFound and str(copy) == str(error)
     assert copy.source == "plant" and copy.window == EVERYTHING
     assert isinstance(copy, InfluxError)
-
-
-# -- misbehaving servers --------------------------------------------------------------------------
-@dataclass
-class FakeInflux:
-    """A tiny HTTP server that answers `/query` with whatever `respond` writes."""
-
-    respond: Callable[[BaseHTTPRequestHandler, str, str], None]
-    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                fake.requests.append((self.path, dict(self.headers.items())))
-                query = parse_qs(urlsplit(self.path).query).get("q", [""])[0]
-                fake.respond(self, query, self.headers.get("Accept", ""))
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def fake_influx() -> Iterator[Callable[..., FakeInflux]]:
-    started: list[FakeInflux] = []
-
-    def start(respond: Callable[[BaseHTTPRequestHandler, str, str], None]) -> FakeInflux:
-        started.append(FakeInflux(respond))
-        return started[-1]
-
-    yield start
-    for fake in started:
-        fake.close()
-
-
-FIELD_KEYS = {
-    "results": [
-        {
-            "statement_id": 0,
-            "series": [
-                {"name": "m", "columns": ["fieldKey", "fieldType"], "values": [["v", "float"]]}
-            ],
-        }
-    ]
-}
-
-
-def chunk(series_partial: bool, values: list[list[Any]]) -> dict[str, Any]:
-    series: dict[str, Any] = {
-        "name": "m",
-        "tags": {"k": "a"},
-        "columns": ["time", "v"],
-        "values": values,
-    }
-    if series_partial:
-        series["partial"] = True
-    return {"results": [{"statement_id": 0, "series": [series], "partial": True}]}
-
-
-def send(handler: BaseHTTPRequestHandler, status: int, content_type: str, body: bytes) -> None:
-    handler.send_response(status)
-    handler.send_header("Content-Type", content_type)
-    handler.send_header("Content-Length", str(len(body)))
-    handler.end_headers()
-    handler.wfile.write(body)
-
-
-def send_chunked_then_drop(
-    handler: BaseHTTPRequestHandler, content_type: str, piece: bytes
-) -> None:
-    """One complete HTTP chunk, then the connection closes without the final chunk."""
-    handler.send_response(200)
-    handler.send_header("Content-Type", content_type)
-    handler.send_header("Transfer-Encoding", "chunked")
-    handler.end_headers()
-    handler.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
-    handler.wfile.flush()
-    handler.close_connection = True
-    handler.connection.shutdown(socket.SHUT_RDWR)
-
-
-FIRST_CHUNK = chunk(True, [[T0_NS, 1.0], [T0_NS + 1, 2.0]])
-
-
-def cut_json_stream(handler: BaseHTTPRequestHandler, query: str, accept: str) -> None:
-    if query.startswith("SHOW FIELD KEYS"):
-        send(handler, 200, "application/json", json.dumps(FIELD_KEYS).encode())
-    else:
-        send_chunked_then_drop(
-            handler, "application/json", json.dumps(FIRST_CHUNK).encode() + b"\n"
-        )
-
-
-def json_stream_ending_partial(handler: BaseHTTPRequestHandler, query: str, accept: str) -> None:
-    if query.startswith("SHOW FIELD KEYS"):
-        send(handler, 200, "application/json", json.dumps(FIELD_KEYS).encode())
-    else:
-        send(handler, 200, "application/json", json.dumps(FIRST_CHUNK).encode() + b"\n")
-
-
-def packed(document: dict[str, Any]) -> bytes:
-    data = msgpack.packb(document)
-    assert isinstance(data, bytes)
-    return data
-
-
-def msgpack_stream_cut_inside_a_document(
-    handler: BaseHTTPRequestHandler, query: str, accept: str
-) -> None:
-    first = packed(FIRST_CHUNK)
-    second = packed(chunk(False, [[T0_NS + 2, 3.0]]))
-    body = first + second[: len(second) // 2]
-    send(handler, 200, "application/x-msgpack", body)
-
-
-@pytest.mark.parametrize(
-    "respond", [cut_json_stream, json_stream_ending_partial, msgpack_stream_cut_inside_a_document]
-)
-def test_stream_cut_midway_is_transient(
-    fake_influx: Callable[..., FakeInflux], respond: Callable[..., None]
-) -> None:
-    fake = fake_influx(respond)
-    with client_for(fake.url, "db", source="plant_cut", max_retries=3) as client:
-        stream = client.stream_window("m", EVERYTHING)
-        first = next(stream)
-        assert first.rows == [[T0_NS, 1.0], [T0_NS + 1, 2.0]] and first.tags == (("k", "a"),)
-        with pytest.raises(InfluxTransientError) as caught:
-            next(stream)
-    message = str(caught.value)
-    assert "source 'plant_cut'" in message and f"window {EVERYTHING}" in message
-    # Data had been handed out: no silent retry of the window inside the client.
-    assert sum(1 for path, _ in fake.requests if "SELECT" in path) == 1
-
-
-def test_csv_stream_shorter_than_the_count_is_transient(
-    fake_influx: Callable[..., FakeInflux],
-) -> None:
-    # What InfluxDB 1.x sends when a query times out half-way in CSV: a clean, short 200 body.
-    counts = {
-        "results": [
-            {
-                "statement_id": 0,
-                "series": [{"name": "m", "columns": ["time", "count_v"], "values": [[0, 3]]}],
-            }
-        ]
-    }
-
-    def respond(handler: BaseHTTPRequestHandler, query: str, accept: str) -> None:
-        if query.startswith("SHOW FIELD KEYS"):
-            send(handler, 200, "application/json", json.dumps(FIELD_KEYS).encode())
-        elif query.startswith("SELECT count"):
-            send(handler, 200, "application/json", json.dumps(counts).encode())
-        else:
-            body = f"name,tags,time,v\nm,k=a,{T0_NS},1\nm,k=a,{T0_NS + 1},2.5\n"
-            send(handler, 200, "text/csv", body.encode())
-
-    fake = fake_influx(respond)
-    with client_for(fake.url, "db", format="csv", source="plant_csv") as client:
-        stream = client.stream_window("m", EVERYTHING)
-        assert typed([next(stream)]) == typed(
-            [SeriesBatch("m", (("k", "a"),), ("v",), [[T0_NS, 1.0], [T0_NS + 1, 2.5]])]
-        )
-        with pytest.raises(InfluxTransientError, match="held 2 values of field 'v'") as caught:
-            next(stream)
-    assert "source 'plant_csv'" in str(caught.value)
-
-
-def test_server_without_msgpack_falls_back_and_remembers(
-    fake_influx: Callable[..., FakeInflux],
-) -> None:
-    complete = {
-        "results": [
-            {
-                "statement_id": 0,
-                "series": [
-                    {
-                        "name": "m",
-                        "tags": {"k": "a", "empty": ""},
-                        "columns": ["time", "v"],
-                        "values": [[T0_NS, 2]],
-                    }
-                ],
-            }
-        ]
-    }
-
-    def respond(handler: BaseHTTPRequestHandler, query: str, accept: str) -> None:
-        if accept == "application/x-msgpack":
-            send(handler, 406, "application/json", b'{"error":"msgpack is not supported"}')
-        elif query.startswith("SHOW FIELD KEYS"):
-            send(handler, 200, "application/json", json.dumps(FIELD_KEYS).encode())
-        else:
-            send(handler, 200, "application/json", json.dumps(complete).encode() + b"\n")
-
-    fake = fake_influx(respond)
-    with client_for(fake.url, "db", token="tok-123") as client:
-        for _ in range(2):
-            batches = read_all(client, "m")
-            assert typed(batches) == typed(
-                [SeriesBatch("m", (("k", "a"),), ("v",), [[T0_NS, 2.0]])]
-            )
-        assert client.wire_format == "json"
-    accepts = [headers.get("Accept") for path, headers in fake.requests if "SELECT" in path]
-    assert accepts == ["application/x-msgpack", "application/json", "application/json"]
-    for path, headers in fake.requests:
-        assert headers["Authorization"] == "Token tok-123"
-        assert "tok-123" not in path and "u=" not in path and "p=" not in path
-
-
-# -- InfluxQL text --------------------------------------------------------------------------------
-def test_quoting() -> None:
-    assert quote_ident('a "b" \\ c\nd') == '"a \\"b\\" \\\\ c\\nd"'
-    assert quote_literal("it's \\ x\ny") == "'it\\'s \\\\ x\\ny'"
-    assert qualified_measurement("m", "db", None) == '"m"'
-    assert qualified_measurement("m", 'd"b', "r p") == '"d\\"b"."r p"."m"'
-    window = Window(T0, T0 + timedelta(seconds=1))
-    assert select_window('"m"', window, fields=["a", "a", "b"], tag_filters={"h": ["x", "y"]}) == (
-        f'SELECT "a", "b" FROM "m" WHERE time >= {T0_NS}ns AND time < {T0_NS + SECOND}ns '
-        "AND (\"h\" = 'x' OR \"h\" = 'y') GROUP BY *"
-    )
-    with pytest.raises(ValueError, match="empty"):
-        select_window('"m"', window, fields=[])
-    with pytest.raises(ValueError, match="no values"):
-        select_window('"m"', window, tag_filters={"h": []})
-
-
-def test_parse_series_key() -> None:
-    assert parse_series_key(r"cpu\ 1\,x,host=a\ b,region=e\=u\,w,empty=") == (
-        "cpu 1,x",
-        (("host", "a b"), ("region", "e=u,w")),
-    )
-    assert parse_series_key("solo") == ("solo", ())
-    assert parse_series_key(r"m,k=a\b") == ("m", (("k", r"a\b"),))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Literal
 
+from data_platform.lib.influx.reader.filters import TagFilter
 from data_platform.lib.influx.reader.model import Tags, normalize_tags
 from data_platform.lib.timing.window import Window
 
@@ -38,20 +39,18 @@ def time_condition(window: Window) -> str:
     return f"time >= {window.start_ns}ns AND time < {window.end_ns}ns"
 
 
-def tag_condition(tag_filters: Mapping[str, Sequence[str]] | None) -> str:
-    """`AND ("k" = 'a' OR "k" = 'b') AND ...`, or an empty string without filters."""
-    if not tag_filters:
+def tag_condition(tag_filters: Mapping[str, Sequence[str]] | TagFilter | None) -> str:
+    """`AND ("k" = 'a' OR "k" = 'b') AND ...`, or an empty string without filters.
+
+    The InfluxQL spelling of `TagFilter.matches`: InfluxDB compares a missing tag as `''`.
+    """
+    tag_filter = TagFilter.of(tag_filters)
+    if tag_filter is None:
         return ""
     clauses = []
-    for key, values in sorted(tag_filters.items()):
-        if isinstance(values, str):
-            raise ValueError(
-                f"tag filter {key!r}: give a list of values, not the string {values!r}"
-            )
-        if not values:
-            raise ValueError(f"tag filter {key!r} has no values; leave the key out to read all")
+    for key, _ in tag_filter.wanted:
         ident = quote_ident(key)
-        alternatives = " OR ".join(f"{ident} = {quote_literal(v)}" for v in dict.fromkeys(values))
+        alternatives = " OR ".join(f"{ident} = {quote_literal(v)}" for v in tag_filter.values(key))
         clauses.append(f" AND ({alternatives})")
     return "".join(clauses)
 
@@ -84,7 +83,7 @@ def select_window(
     window: Window,
     *,
     fields: Sequence[str] | None = None,
-    tag_filters: Mapping[str, Sequence[str]] | None = None,
+    tag_filters: Mapping[str, Sequence[str]] | TagFilter | None = None,
     field_types: FieldTypes | None = None,
 ) -> str:
     """The statement that reads one window, one series per tag set.
@@ -112,7 +111,7 @@ def select_window(
 def count_window(
     source: str,
     window: Window,
-    tag_filters: Mapping[str, Sequence[str]] | None = None,
+    tag_filters: Mapping[str, Sequence[str]] | TagFilter | None = None,
     field_types: FieldTypes | None = None,
 ) -> str:
     """Values per field in the window, in columns `count_<field>`; a field with several types

@@ -1,0 +1,326 @@
+"""Read InfluxDB line protocol files, such as `influx_inspect export` and `influxd inspect export-lp` write.
+
+Line protocol has one point per line::
+
+    measurement[,tag_key=tag_value...] field_key=field_value[,field_key=field_value...] [timestamp]
+
+- The measurement, tag set, field set and timestamp are separated by unescaped spaces; tags and
+  fields by unescaped commas. Tags are optional, at least one field is required.
+- A backslash escapes the next character. In measurements and field keys `\\,`, `\\ `, `\\=` and
+  `\\"` stand for the character itself, in tag keys and values `\\,`, `\\ ` and `\\=`; any other
+  backslash is kept literally (InfluxDB stores `a\\\\b` as written).
+- Field values: a float (`1`, `-1.5`, `.5`, `1e3`, `-1.5E-3`; NaN and infinities are rejected), an
+  integer with an `i` suffix (`12i`, 64-bit signed), an unsigned integer with a `u` suffix (`12u`,
+  64-bit), a boolean (`t T true True TRUE f F false False FALSE`) or a string in double quotes.
+  Inside a string `\\"` is a quote and `\\\\` a backslash; commas, spaces, `=` and even raw newlines
+  are part of the string (exporters write newlines unescaped, so a string may span physical lines).
+- The timestamp is an integer in the precision the writer used (nanoseconds for exports). A line
+  without one gets the reader's default time; InfluxDB would use the time of the write.
+- Blank lines and lines starting with `#` are skipped. An export's header (`# DDL`,
+  `CREATE DATABASE ...`, `# DML`, `# CONTEXT-DATABASE:db`, `# CONTEXT-RETENTION-POLICY:rp`) is
+  skipped too, and the context database and retention policy are recorded in `ScanStats`.
+
+Accepted and rejected lines match what InfluxDB 1.x's parser does, with three deliberate
+differences: text after a closing quote (`s="a"b`) is an error rather than folded into the
+string, `\\\\` right before a separator in a name is an error rather than read inconsistently,
+and a line may end in `\\r\\n`.
+
+This module holds the grammar: `Point`, the escaping rules and the careful scanner, which reads
+a line character by character as InfluxDB does and explains what is wrong. `parser.py` holds
+the fast path most lines take (and `parse_line`); `files.py` reads files, `source.py` offers a
+set of files through the same methods as the HTTP reader.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from data_platform.lib.influx.reader.errors import LineProtocolError
+from data_platform.lib.influx.reader.model import FieldValue, Tags
+
+MIN_TIME_NS = -(2**63) + 2
+MAX_TIME_NS = 2**63 - 2
+"""The range of timestamps InfluxDB accepts (a few values at the int64 ends are reserved)."""
+
+MAX_RECORD_CHARS = 1 << 20
+"""A string value that spans physical lines may not make a record longer than this."""
+
+PRECISION_NS: dict[str, int] = {
+    "ns": 1,
+    "n": 1,
+    "us": 1_000,
+    "u": 1_000,
+    "µs": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+}
+
+BOOLEANS: dict[str, bool] = {
+    "t": True,
+    "T": True,
+    "true": True,
+    "True": True,
+    "TRUE": True,
+    "f": False,
+    "F": False,
+    "false": False,
+    "False": False,
+    "FALSE": False,
+}
+
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+UINT_MAX = 2**64 - 1
+_FLOAT = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_INTEGER = re.compile(r"-?[0-9]+")
+
+_STRING_ESCAPE = re.compile(r"\\([\\\"])")
+
+
+class Malformed(Exception):
+    """A syntax problem at a 0-based offset of the text being parsed."""
+
+    def __init__(self, offset: int, reason: str, *, unterminated: bool = False) -> None:
+        super().__init__(reason)
+        self.offset = offset
+        self.reason = reason
+        self.unterminated = unterminated
+
+
+@dataclass(slots=True)
+class Point:
+    """One parsed line: a point of one series.
+
+    `unsigned` names the fields written with the `u` suffix (they are Python ints like the
+    `i` integers, and only this tells them apart).
+    """
+
+    measurement: str
+    tags: Tags
+    fields: dict[str, FieldValue]
+    time_ns: int | None
+    unsigned: tuple[str, ...] = ()
+
+
+def parse_precision(precision: str) -> int:
+    """Nanoseconds per unit of a line protocol timestamp precision (`ns`, `us`, `ms`, `s`)."""
+    try:
+        return PRECISION_NS[precision]
+    except KeyError:
+        raise ValueError(
+            f"unknown timestamp precision {precision!r}: use one of ns, us, ms, s "
+            "(InfluxDB 1.x's n, u, m and h are accepted too)"
+        ) from None
+
+
+def unescape_name(text: str) -> str:
+    """Measurement or field key: InfluxDB unescapes `\\,` `\\ ` `\\=` and `\\"`."""
+    if "\\" not in text:
+        return text
+    return text.replace("\\,", ",").replace("\\ ", " ").replace("\\=", "=").replace('\\"', '"')
+
+
+def unescape_tag(text: str) -> str:
+    """Tag key or value: InfluxDB unescapes `\\,` `\\ ` and `\\=`."""
+    if "\\" not in text:
+        return text
+    return text.replace("\\,", ",").replace("\\ ", " ").replace("\\=", "=")
+
+
+def unescape_string(text: str) -> str:
+    """String field value: `\\"` is a quote, `\\\\` a backslash; other backslashes stay."""
+    if "\\" not in text:
+        return text
+    return _STRING_ESCAPE.sub(r"\1", text)
+
+
+def _scan(line: str, i: int, stops: str) -> int:
+    """Offset of the first unescaped character of `stops` at or after `i`, or len(line)."""
+    n = len(line)
+    while i < n:
+        char = line[i]
+        if char == "\\":
+            i += 2
+        elif char in stops:
+            return i
+        else:
+            i += 1
+    return n
+
+
+def _check_key_end(line: str, start: int, end: int) -> None:
+    if start < end < len(line) and line[end - 1] == "\\":
+        raise Malformed(
+            end - 1,
+            f"ambiguous escape: '\\\\' right before {line[end]!r} (InfluxDB reads the "
+            f"{line[end]!r} as escaped); drop a backslash or escape the {line[end]!r} too",
+        )
+
+
+def parse_careful(line: str, scale: int) -> Point:
+    """Character by character, as InfluxDB scans a line; raises `Malformed` with the reason."""
+    n = len(line)
+    i = 0
+    while i < n and line[i] == " ":
+        i += 1
+    start = i
+    i = min(_scan(line, i, ", "), n)
+    if i == start:
+        raise Malformed(start, "missing measurement")
+    _check_key_end(line, start, i)
+    measurement = unescape_name(line[start:i])
+
+    tags: dict[str, str] = {}
+    while i < n and line[i] == ",":
+        key_start = i + 1
+        i = min(_scan(line, key_start, ",= "), n)
+        tag_key = line[key_start:i]
+        if i == key_start:
+            raise Malformed(key_start, "missing tag key")
+        _check_key_end(line, key_start, i)
+        if i == n or line[i] != "=":
+            raise Malformed(i, f"tag {tag_key!r} has no value (expected key=value)")
+        value_start = i + 1
+        # like InfluxDB, a value may start with '=' (`t==a` is the value "=a")
+        i = value_start + 1 if line[value_start : value_start + 1] == "=" else value_start
+        i = min(_scan(line, i, ",= "), n)
+        if i < n and line[i] == "=":
+            raise Malformed(i, f"unescaped '=' in the value of tag {tag_key!r}")
+        if i == value_start:
+            raise Malformed(value_start, f"missing value for tag {tag_key!r}")
+        _check_key_end(line, value_start, i)
+        tag_key = unescape_tag(tag_key)
+        if tag_key in tags:
+            raise Malformed(key_start, f"duplicate tag key {tag_key!r}")
+        tags[tag_key] = unescape_tag(line[value_start:i])
+
+    while i < n and line[i] == " ":
+        i += 1
+    if i == n:
+        raise Malformed(i, "missing fields (expected at least one key=value after the series)")
+
+    fields: dict[str, FieldValue] = {}
+    unsigned: dict[str, None] = {}
+    while True:
+        key_start = i
+        i = min(_scan(line, i, ",= "), n)
+        raw_key = line[key_start:i]
+        if i == key_start:
+            raise Malformed(key_start, "missing field key")
+        _check_key_end(line, key_start, i)
+        if i == n or line[i] != "=":
+            raise Malformed(i, f"field {raw_key!r} has no value (expected key=value)")
+        key = unescape_name(raw_key)
+        i += 1
+        if i == n or line[i] in ", ":
+            raise Malformed(i, f"missing value for field {key!r}")
+        if line[i] == '"':
+            value_start = i
+            i += 1
+            while i < n:
+                char = line[i]
+                if char == "\\":
+                    i += 2
+                elif char == '"':
+                    break
+                else:
+                    i += 1
+            if i >= n:
+                raise Malformed(
+                    value_start, f"unterminated string value of field {key!r}", unterminated=True
+                )
+            fields[key] = unescape_string(line[value_start + 1 : i])
+            unsigned.pop(key, None)
+            i += 1
+            if i < n and line[i] not in ", ":
+                raise Malformed(
+                    i, f"unexpected {line[i]!r} after the string value of field {key!r}"
+                )
+        else:
+            value_start = i
+            while i < n and line[i] not in ", ":
+                i += 1
+            token = line[value_start:i]
+            fields[key] = _convert(token, key, value_start)
+            if token[-1] == "u":
+                unsigned[key] = None
+            else:
+                unsigned.pop(key, None)
+        if i == n or line[i] == " ":
+            break
+        i += 1  # the comma before the next field
+
+    while i < n and line[i] == " ":
+        i += 1
+    time_ns: int | None = None
+    if i < n:
+        stamp_start = i
+        while i < n and line[i] != " ":
+            i += 1
+        stamp = line[stamp_start:i]
+        if not _INTEGER.fullmatch(stamp):
+            raise Malformed(stamp_start, f"invalid timestamp {stamp!r} (expected an integer)")
+        time_ns = int(stamp) * scale
+        if not MIN_TIME_NS <= time_ns <= MAX_TIME_NS:
+            raise Malformed(stamp_start, f"timestamp {stamp} is out of InfluxDB's time range")
+        while i < n and line[i] == " ":
+            i += 1
+        if i < n:
+            raise Malformed(i, f"unexpected {line[i : i + 20]!r} after the timestamp")
+
+    return Point(measurement, tuple(sorted(tags.items())), fields, time_ns, tuple(unsigned))
+
+
+def _convert(token: str, key: str, offset: int) -> FieldValue:
+    last = token[-1]
+    if last == "i" and len(token) > 1 and token[-2] != "-":
+        digits = token[:-1]
+        if not _INTEGER.fullmatch(digits):
+            raise Malformed(offset, f"invalid integer {token!r} for field {key!r}")
+        integer = int(digits)
+        if not INT_MIN <= integer <= INT_MAX:
+            raise Malformed(offset, f"integer {token!r} of field {key!r} is out of int64 range")
+        return integer
+    if last == "u" and len(token) > 1:
+        digits = token[:-1]
+        if not digits.isascii() or not digits.isdigit():
+            raise Malformed(offset, f"invalid unsigned integer {token!r} for field {key!r}")
+        integer = int(digits)
+        if integer > UINT_MAX:
+            raise Malformed(offset, f"unsigned {token!r} of field {key!r} is out of uint64 range")
+        return integer
+    boolean = BOOLEANS.get(token)
+    if boolean is not None:
+        return boolean
+    if _FLOAT.fullmatch(token):
+        number = float(token)
+        if number - number:
+            raise Malformed(offset, f"float {token!r} of field {key!r} is out of float64 range")
+        return number
+    lowered = token.lstrip("+-").lower()
+    if lowered == "nan":
+        raise Malformed(offset, f"NaN is not a valid value (field {key!r})")
+    if lowered in ("inf", "infinity"):
+        raise Malformed(
+            offset, f"{token!r} is not a valid value: infinities are not (field {key!r})"
+        )
+    if token[0] in "-.0123456789":
+        raise Malformed(offset, f"invalid number {token!r} for field {key!r}")
+    raise Malformed(
+        offset,
+        f"invalid value {token!r} for field {key!r}: not a number, a boolean "
+        "(t, T, true, True, TRUE, f, F, false, False, FALSE) or a double-quoted string",
+    )
+
+
+def located_error(
+    exc: Malformed, text: str, path: str | None = None, line_no: int | None = None
+) -> LineProtocolError:
+    offset = exc.offset
+    if line_no is not None and "\n" in text[:offset]:
+        # a record spanning physical lines: name the physical line of the problem
+        line_no += text.count("\n", 0, offset)
+        offset -= text.rfind("\n", 0, offset) + 1
+    return LineProtocolError(exc.reason, line=text, column=offset + 1, path=path, line_no=line_no)

@@ -1,0 +1,338 @@
+"""The `/query` response formats, decoded chunk by chunk: msgpack, JSON and CSV.
+
+msgpack and JSON give documents (`{"results": [...]}`) that carry errors and `partial` flags;
+CSV gives rows without types or errors, turned into batches here with the types the server
+listed (`SHOW FIELD KEYS`). Nothing here knows about HTTP or retries.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+import struct
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from data_platform.lib.influx.reader.influxql import parse_tag_set
+from data_platform.lib.influx.reader.model import FieldValue, SeriesBatch, Tags, normalize_tags
+from data_platform.lib.influx.reader.settings import WireFormat
+
+ACCEPT: dict[WireFormat, str] = {
+    "msgpack": "application/x-msgpack",
+    "json": "application/json",
+    "csv": "application/csv",
+}
+CONTENT_TYPES: dict[str, WireFormat] = {
+    "application/x-msgpack": "msgpack",
+    "application/json": "json",
+    "application/csv": "csv",
+    "text/csv": "csv",
+}
+
+
+class Truncated(Exception):
+    """The body stopped in the middle of a document."""
+
+
+class CsvServerError(Exception):
+    """The CSV body reports an error (InfluxDB 3 does; 1.x/2.x drop them)."""
+
+
+class UnexpectedShape(Exception):
+    """The body is well-formed but not what a `/query` answer looks like."""
+
+
+def _msgpack_ext(code: int, data: bytes) -> object:
+    # tinylib/msgp (used by InfluxDB) encodes time.Time as ext 5: int64 seconds, int32 nanos.
+    if code == 5 and len(data) == 12:
+        seconds, nanos = struct.unpack(">qi", data)
+        return seconds * 1_000_000_000 + nanos
+    return msgpack.ExtType(code, data)
+
+
+def msgpack_documents(chunks: Iterator[bytes]) -> Iterator[Any]:
+    # timestamp=2 turns the standard msgpack timestamp (ext -1) into epoch nanoseconds.
+    unpacker = msgpack.Unpacker(
+        raw=False,
+        timestamp=2,
+        ext_hook=_msgpack_ext,
+        strict_map_key=False,
+        max_buffer_size=1 << 30,
+    )
+    fed = 0
+    for data in chunks:
+        unpacker.feed(data)
+        fed += len(data)
+        try:
+            yield from unpacker
+        except ValueError as exc:  # msgpack's format errors derive from ValueError
+            raise Truncated(f"malformed msgpack ({exc})") from exc
+    if unpacker.tell() != fed:
+        raise Truncated(f"{fed - unpacker.tell()} bytes of an unfinished msgpack document")
+
+
+def _byte_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    pending = bytearray()
+    for data in chunks:
+        if b"\n" not in data:
+            pending += data
+            continue
+        lines = data.split(b"\n")
+        pending += lines[0]
+        yield bytes(pending)
+        yield from lines[1:-1]
+        pending = bytearray(lines[-1])
+    if pending.strip():
+        yield bytes(pending)
+
+
+def json_documents(chunks: Iterator[bytes]) -> Iterator[Any]:
+    for line in _byte_lines(chunks):
+        if line.strip():
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise Truncated(f"an unfinished or malformed JSON document ({exc})") from exc
+
+
+def text_lines(chunks: Iterator[bytes]) -> Iterator[str]:
+    """Lines with their `\\n` (csv.reader needs them to join quoted multi-line fields)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    pending = ""
+    for data in chunks:
+        text = decoder.decode(data)
+        if "\n" not in text:
+            pending += text
+            continue
+        lines = text.split("\n")
+        lines[0] = pending + lines[0]
+        pending = lines.pop()
+        for line in lines:
+            yield line + "\n"
+    pending += decoder.decode(b"", final=True)
+    if pending:
+        yield pending
+
+
+_BOOLEANS = {"true": True, "false": False}
+
+
+def _parse_bool(text: str) -> bool:
+    try:
+        return _BOOLEANS[text]
+    except KeyError:
+        raise ValueError(text) from None
+
+
+def _parse_any(text: str) -> FieldValue:
+    for parse in (int, float, _parse_bool):
+        try:
+            return parse(text)
+        except ValueError:
+            continue
+    return text
+
+
+_CSV_PARSERS: dict[str, Callable[[str], FieldValue]] = {
+    "float": float,
+    "integer": int,
+    "unsigned": int,
+    "boolean": _parse_bool,
+    "string": str,
+}
+# Order in which to try the types of a field that has several (one per shard); string last as
+# it accepts anything.
+_TYPE_TRIAL_ORDER = ("float", "integer", "unsigned", "boolean", "string")
+
+
+def _csv_parser(types: frozenset[str] | None) -> Callable[[str], FieldValue]:
+    if not types:
+        return _parse_any
+    if len(types) == 1:
+        return _CSV_PARSERS.get(next(iter(types)), _parse_any)
+    parsers = [_CSV_PARSERS[t] for t in _TYPE_TRIAL_ORDER if t in types]
+
+    def parse(text: str) -> FieldValue:
+        for parser in parsers:
+            try:
+                return parser(text)
+            except ValueError:
+                continue
+        return text
+
+    return parse
+
+
+@dataclass
+class CsvTally:
+    """Values per field seen in a CSV stream; `blank` cells are null or an empty string."""
+
+    present: dict[str, int]
+    blank: dict[str, int]
+
+
+def csv_batches(
+    lines: Iterator[str],
+    chunk_size: int,
+    types: Mapping[str, frozenset[str]],
+    tally: CsvTally,
+) -> Iterator[SeriesBatch]:
+    """Batches from CSV, cut where InfluxDB cuts chunks: at a new series or `chunk_size`."""
+    reader = csv.reader(lines)
+    header_open = False
+    columns: tuple[str, ...] = ()
+    parsers: list[Callable[[str], FieldValue]] = []
+    blanks: list[int] = []
+    rows_under_header = 0
+    batch: SeriesBatch | None = None
+    batch_tags_text = ""
+    tags_cache: dict[str, Tags] = {}
+
+    def close_header() -> None:
+        for name, blank in zip(columns, blanks, strict=True):
+            tally.present[name] = tally.present.get(name, 0) + rows_under_header - blank
+            tally.blank[name] = tally.blank.get(name, 0) + blank
+
+    for row in reader:
+        if not row:
+            # A blank line separates statements (1.x) or chunks (3.x); a header follows.
+            if header_open:
+                close_header()
+            header_open = False
+            continue
+        if not header_open:
+            if row == ["error"]:
+                message = next(reader, ["unknown error"])
+                raise CsvServerError(",".join(message))
+            if row[:3] != ["name", "tags", "time"]:
+                raise UnexpectedShape(f"unexpected CSV header {row[:5]!r}")
+            if tuple(row[3:]) != columns:
+                columns = tuple(row[3:])
+                parsers = csv_parsers(columns, types)
+            blanks = [0] * len(columns)
+            rows_under_header = 0
+            header_open = True
+            continue
+        if len(row) != len(columns) + 3:
+            raise Truncated(f"a CSV row with {len(row)} cells under {len(columns) + 3} columns")
+        name, tags_text = row[0], row[1]
+        if (
+            batch is None
+            or len(batch.rows) >= chunk_size
+            or tags_text != batch_tags_text
+            or name != batch.measurement
+            or columns != batch.columns
+        ):
+            if batch is not None and batch.rows:
+                yield batch
+            tags = tags_cache.get(tags_text)
+            if tags is None:
+                tags = tags_cache[tags_text] = normalize_tags(parse_tag_set(tags_text))
+            batch = SeriesBatch(measurement=name, tags=tags, columns=columns, rows=[])
+            batch_tags_text = tags_text
+        try:
+            values: list[FieldValue] = [int(row[2])]
+        except ValueError:
+            raise Truncated(f"a CSV row without an epoch time: {row[:3]!r}") from None
+        for index, cell in enumerate(row[3:]):
+            if cell:
+                try:
+                    values.append(parsers[index](cell))
+                except ValueError:  # the type changed since SHOW FIELD KEYS
+                    values.append(_parse_any(cell))
+            else:
+                values.append(None)
+                blanks[index] += 1
+        rows_under_header += 1
+        batch.rows.append(values)
+    if header_open:
+        close_header()
+    if batch is not None and batch.rows:
+        yield batch
+
+
+def column(series: list[dict[str, Any]], name: str) -> Iterator[Any]:
+    for piece in series:
+        columns: list[str] = list(piece.get("columns") or ())
+        if name not in columns:
+            continue
+        index = columns.index(name)
+        for row in piece.get("values") or ():
+            yield row[index]
+
+
+def field_counts(series: list[dict[str, Any]]) -> dict[str, int]:
+    """Field -> count from the one row of `SELECT count(*)` (columns `count_<field>`)."""
+    counts: dict[str, int] = {}
+    for piece in series:
+        columns: list[str] = list(piece.get("columns") or ())
+        for row in piece.get("values") or ():
+            for name, value in zip(columns, row, strict=False):
+                if name.startswith("count_") and value:
+                    field = name.removeprefix("count_")
+                    counts[field] = counts.get(field, 0) + int(value)  # one column per type
+    return counts
+
+
+def merged(batch: SeriesBatch) -> SeriesBatch:
+    """The batch with columns of one name (a field read once per type) folded into one."""
+    columns = batch.columns
+    unique = tuple(dict.fromkeys(columns))
+    if len(unique) == len(columns):
+        return batch
+    positions = [[i + 1 for i, c in enumerate(columns) if c == name] for name in unique]
+    rows: list[list[FieldValue]] = []
+    for row in batch.rows:
+        merged: list[FieldValue] = [row[0]]
+        for places in positions:
+            merged.append(next((row[i] for i in places if row[i] is not None), None))
+        rows.append(merged)
+    return SeriesBatch(batch.measurement, batch.tags, unique, rows)
+
+
+def csv_parsers(
+    columns: Sequence[str], types: Mapping[str, frozenset[str]]
+) -> list[Callable[[str], FieldValue]]:
+    """A parser per CSV column; the columns of a field read once per type come in the sorted
+    order of its types (see `select_window`), each parsed as its own type."""
+    seen: dict[str, int] = {}
+    parsers = []
+    for name in columns:
+        found = types.get(name)
+        occurrence = seen[name] = seen.get(name, -1) + 1
+        if found and len(found) > 1 and columns.count(name) == len(found):
+            parsers.append(_CSV_PARSERS.get(sorted(found)[occurrence], _parse_any))
+        else:
+            parsers.append(_csv_parser(found))
+    return parsers
+
+
+def error_message(body: bytes) -> str:
+    """The error text of a non-200 body: msgpack, JSON (`error`, or 2.x `message`), CSV, text."""
+    document: object = None
+    if body[:1] == b"\x81":
+        try:
+            document = msgpack.unpackb(body, raw=False, strict_map_key=False)
+        except (ValueError, msgpack.UnpackException):
+            document = None
+    text = body.decode("utf-8", "replace").strip()
+    if document is None and text:
+        try:
+            document = json.loads(text.splitlines()[0])
+        except ValueError:
+            document = None
+    if isinstance(document, dict):
+        for key in ("error", "message"):
+            if document.get(key):
+                return str(document[key])
+        for result in document.get("results") or ():
+            if isinstance(result, dict) and result.get("error"):
+                return str(result["error"])
+    lines = text.splitlines()
+    if len(lines) > 1 and lines[0] == "error":
+        return lines[1].strip('"')
+    return text[:500]
