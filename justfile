@@ -61,6 +61,10 @@ components:
 bench-ingest: sync
     uv run python scripts/bench_ingest.py
 
+# The historian's write path alone: ~1 M values through replace_window (prints figures).
+bench-historian: sync
+    uv run python scripts/bench_historian.py
+
 # Rollup refresh time over 1 vs 30 days of raw data (prints figures).
 bench-aggregates: sync
     uv run python scripts/bench_aggregates.py

@@ -23,25 +23,13 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from data_platform.lib.historian.tables import HistorianTables, ensure_tables
 from data_platform.lib.timescale import TimescaleAggregateComponent
 from data_platform.lib.timescale import sql as q
 from data_platform.lib.timescale.engines import PostgresEngine
 from data_platform.lib.timing.window import Window
 from data_platform.lib.warehouse import WarehouseResource
 from data_platform.utils.local_servers import start_postgres
-
-RAW_DDL = """
-CREATE SCHEMA raw;
-CREATE TABLE raw.influx_hist (
-    ts         timestamptz NOT NULL,
-    tag_id     integer NOT NULL,
-    value      double precision,
-    value_text text,
-    qc         smallint NOT NULL DEFAULT 0,
-    meta       jsonb,
-    UNIQUE (tag_id, ts)
-)
-"""
 
 FILL = """
 INSERT INTO raw.influx_hist (ts, tag_id, value)
@@ -65,11 +53,7 @@ def family() -> TimescaleAggregateComponent:
 
 def fill(url: str, days: int, end: datetime, args: argparse.Namespace) -> int:
     with psycopg.connect(url, autocommit=True) as conn:
-        for statement in RAW_DDL.split(";"):
-            if statement.strip():
-                conn.execute(statement)  # type: ignore[arg-type]
-        if args.brin:
-            conn.execute("CREATE INDEX influx_hist_ts_brin ON raw.influx_hist USING brin (ts)")
+        ensure_tables(conn, HistorianTables("raw"), registry=False, brin_index=args.brin)
         conn.execute(
             FILL,
             {

@@ -16,15 +16,12 @@ import dagster as dg
 import psycopg
 import pytest
 
+from data_platform.lib.historian.registry import SignalRegistry
+from data_platform.lib.historian.signals import Signal
+from data_platform.lib.historian.tables import HistorianTables, ensure_tables
+from data_platform.lib.historian.window import replace_window
 from data_platform.lib.influx.reader.model import SeriesBatch
 from data_platform.lib.influx.reader.source import LineProtocolSource
-from data_platform.lib.influx.writer import (
-    HistorianTables,
-    Signal,
-    SignalRegistry,
-    ensure_tables,
-    replace_window,
-)
 from data_platform.lib.timing.window import Window
 from data_platform.utils.local_servers import LocalInfluxd
 from data_platform_tests.helpers import (
@@ -194,13 +191,11 @@ def test_not_finite_floats_from_other_sources_are_stored_as_written(
     with psycopg.connect(pg_conn.info.dsn, autocommit=True) as reg_conn:
         write = replace_window(
             pg_conn,
-            tables,
             registry,
             HOUR,
             [batch],
             delete_tag_ids=lambda: [],
             register_conn=reg_conn,
-            source="other",
         )
     assert write.rows == 4
     got = [row[0] for row in pg_conn.execute("SELECT value FROM raw.influx_hist ORDER BY ts")]
@@ -305,13 +300,11 @@ def test_points_in_year_2200(
     with psycopg.connect(warehouse_url, autocommit=True) as reg_conn:
         write = replace_window(
             pg_conn,
-            tables,
             registry,
             window,
             source.stream_window("m", window),
             delete_tag_ids=lambda: [],
             register_conn=reg_conn,
-            source="plant",
         )
     assert write.rows == 1
     assert [row[1:3] for row in stored(warehouse_url)] == [(T0, 1.0), (future, 2200.0)]

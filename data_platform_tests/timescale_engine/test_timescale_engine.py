@@ -17,6 +17,7 @@ import pytest
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from data_platform.lib.historian.tables import HistorianTables, ensure_tables
 from data_platform_tests.timescale_engine import (
     connect_kwargs,
     start_timescale_engine,
@@ -64,13 +65,8 @@ def within(seconds: float, work: Callable[[], T]) -> T:
 
 
 def create_hypertable(conn: psycopg.Connection[Any], name: str) -> None:
-    table = sql.Identifier(name)
-    conn.execute(
-        sql.SQL(
-            "CREATE TABLE {} (ts timestamptz NOT NULL, tag_id integer NOT NULL, value float8)"
-        ).format(table)
-    )
-    conn.execute("SELECT create_hypertable(%s, by_range('ts', INTERVAL '1 day'))", [name])
+    """The historian's value table `public.<name>` as a hypertable in 1-day chunks."""
+    ensure_tables(conn, HistorianTables("public", name, chunk_interval="1 day"), registry=False)
 
 
 def test_timescaledb_extension_is_installed(timescale_url: str) -> None:

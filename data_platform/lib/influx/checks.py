@@ -11,9 +11,10 @@ import dagster as dg
 import psycopg
 from psycopg import sql
 
+from data_platform.lib.historian.registry import SignalRegistry
+from data_platform.lib.historian.tables import HistorianTables
 from data_platform.lib.influx.reader.model import FieldInfo
 from data_platform.lib.influx.specs import parse_duration
-from data_platform.lib.influx.writer import HistorianTables, Signal, SignalRegistry
 from data_platform.lib.timing.window import Window
 
 if TYPE_CHECKING:
@@ -227,7 +228,7 @@ def drift_check(
     conflicts = [
         {"measurement": m, "field": f, "types": t} for (m, f), t in current.items() if "," in t
     ]
-    changed = update_registry_types(conn, tables, registry, current)
+    changed = registry.update_types(conn, current)
     conn.commit()
     return dg.AssetCheckResult(
         asset_key=asset_key,
@@ -238,67 +239,6 @@ def drift_check(
             "fields_with_several_types": dg.MetadataValue.json(conflicts),
             "type_changes": dg.MetadataValue.json(changed),
         },
-    )
-
-
-def update_registry_types(
-    conn: psycopg.Connection,
-    tables: HistorianTables,
-    registry: SignalRegistry,
-    field_types: Mapping[tuple[str, str], str],
-) -> list[dict[str, str]]:
-    """Record each field's current type(s); return the changes against what was recorded."""
-    if not field_types:
-        return []
-    rows = conn.execute(
-        sql.SQL(
-            """
-            WITH cur(measurement, field, tag_type) AS (
-                SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])
-            )
-            UPDATE {tags} t SET tag_type = cur.tag_type, updated_at = now(),
-                   meta = t.meta || jsonb_build_object('previous_type', t.tag_type)
-            FROM cur
-            WHERE t.source = %s AND t.measurement = cur.measurement AND t.field = cur.field
-              AND t.tag_type IS DISTINCT FROM cur.tag_type
-            RETURNING t.measurement, t.field, t.meta->>'previous_type', t.tag_type
-            """
-        ).format(tags=tables.tags),
-        [
-            [m for m, _ in field_types],
-            [f for _, f in field_types],
-            list(field_types.values()),
-            registry.source,
-        ],
-    ).fetchall()
-    changes = {
-        (m, f): {"measurement": m, "field": f, "from": old, "to": new}
-        for m, f, old, new in rows
-        if old is not None
-    }
-    return [changes[k] for k in sorted(changes)]
-
-
-def mark_removed(
-    conn: psycopg.Connection,
-    tables: HistorianTables,
-    registry: SignalRegistry,
-    removed: Sequence[Signal],
-    found: set[Signal],
-) -> None:
-    """Stamp signals that disappeared from the source; clear the stamp of those that came back."""
-    conn.execute(
-        sql.SQL(
-            "UPDATE {} SET removed_at = CASE WHEN key = ANY(%s) THEN coalesce(removed_at, now()) "
-            "ELSE NULL END, updated_at = now() "
-            "WHERE source = %s AND (key = ANY(%s) OR (removed_at IS NOT NULL AND key = ANY(%s)))"
-        ).format(tables.tags),
-        [
-            [s.key for s in removed],
-            registry.source,
-            [s.key for s in removed],
-            [s.key for s in found],
-        ],
     )
 
 

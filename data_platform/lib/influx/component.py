@@ -22,6 +22,11 @@ from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from data_platform.lib.historian.errors import HistorianWriteError
+from data_platform.lib.historian.registry import SignalRegistry
+from data_platform.lib.historian.signals import Signal
+from data_platform.lib.historian.tables import HistorianTables, ensure_tables
+from data_platform.lib.historian.window import WindowLock, WindowWrite, replace_window
 from data_platform.lib.influx import checks
 from data_platform.lib.influx.reader.filters import TagFilter
 from data_platform.lib.influx.reader.model import FieldInfo, SeriesBatch, Tags
@@ -37,16 +42,6 @@ from data_platform.lib.influx.specs import (
     TargetSpec,
     parse_duration,
     within,
-)
-from data_platform.lib.influx.writer import (
-    HistorianTables,
-    HistorianWriteError,
-    Signal,
-    SignalRegistry,
-    WindowLock,
-    WindowWrite,
-    ensure_tables,
-    replace_window,
 )
 from data_platform.lib.timing.window import Window
 from data_platform.lib.warehouse import WarehouseResource, WarehouseUnavailable
@@ -613,7 +608,6 @@ class InfluxIngestComponent(YamlAttributes, dg.Component, dg.Resolvable, dg.Mode
 
                     return replace_window(
                         conn,
-                        self.tables,
                         registry,
                         window,
                         reader.stream_window(
@@ -624,7 +618,6 @@ class InfluxIngestComponent(YamlAttributes, dg.Component, dg.Resolvable, dg.Mode
                         ),
                         delete_tag_ids=known_ids,
                         on_collision=self.on_timestamp_collision,
-                        source=self.name,
                         register_conn=reg_conn,
                         lock=WindowLock(f"{self.name}/{measurement.name}", self.partitions.width),
                     )
@@ -744,8 +737,8 @@ class InfluxIngestComponent(YamlAttributes, dg.Component, dg.Resolvable, dg.Mode
             found = set(discovered)
             added = [s for s in discovered if s not in before]
             removed = [s for s, r in before.items() if s not in found]
-            changed = checks.update_registry_types(conn, self.tables, registry, field_types)
-            checks.mark_removed(conn, self.tables, registry, removed, found)
+            changed = registry.update_types(conn, field_types)
+            registry.mark_removed(conn, removed, found)
             conn.commit()
         return dg.MaterializeResult(
             metadata={

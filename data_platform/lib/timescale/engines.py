@@ -9,7 +9,6 @@ session, where a second connection would run inside the first one's transaction.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -22,6 +21,7 @@ from typing import Any, ClassVar
 import psycopg
 from psycopg import sql
 
+from data_platform.lib.historian.locks import advisory_key, session_locks, xact_lock
 from data_platform.lib.timescale import sql as q
 from data_platform.lib.timescale.plan import Rollup, RollupPlan
 from data_platform.lib.timing.buckets import ceil_to_bucket, floor_to_bucket
@@ -100,12 +100,6 @@ class RelationState:
     comment: str | None
 
 
-def lock_key(name: str) -> int:
-    """A stable signed 64-bit advisory lock key for a name."""
-    digest = hashlib.blake2b(f"rollup:{name}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -142,8 +136,8 @@ class RollupEngine:
         due: set[str] = set()
         dropped: set[str] = set()
         with self.warehouse.connection() as conn, conn.transaction():
-            for key in [plan.target_schema, *(q.qualified_name(plan, r) for r in plan.rollups)]:
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key(key)])
+            names = [plan.target_schema, *(q.qualified_name(plan, r) for r in plan.rollups)]
+            xact_lock(conn, [advisory_key("rollup", name) for name in names])
             conn.execute(
                 sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(q.ident(plan.target_schema))
             )
@@ -356,10 +350,7 @@ class PostgresEngine(RollupEngine):
         params = {"start": window.start, "end": window.end}
         with self.warehouse.connection() as conn, conn.transaction():
             # Windows of wide buckets overlap between adjacent partitions: one writer at a time.
-            conn.execute(
-                "SELECT pg_advisory_xact_lock(%s)",
-                [lock_key(q.qualified_name(self.plan, rollup))],
-            )
+            xact_lock(conn, [advisory_key("rollup", q.qualified_name(self.plan, rollup))])
             conn.execute(q.delete_window(self.plan, rollup), params)
             conn.execute(q.insert_window(self.plan, rollup), params)
 
@@ -632,17 +623,15 @@ class TimescaleEngine(RollupEngine):
 
     def _refresh(self, rollup: Rollup, window: Window) -> None:
         view = q.qualified_name(self.plan, rollup)
-        key = lock_key(view)
         # refresh_continuous_aggregate cannot run inside a transaction block.
-        with self.warehouse.connection(autocommit=True) as conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", [key])
-            try:
-                conn.execute(
-                    "CALL refresh_continuous_aggregate(%s::regclass, %s::timestamptz, %s::timestamptz)",
-                    [view, window.start, window.end],
-                )
-            finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", [key])
+        with (
+            self.warehouse.connection(autocommit=True) as conn,
+            session_locks(conn, [advisory_key("rollup", view)]),
+        ):
+            conn.execute(
+                "CALL refresh_continuous_aggregate(%s::regclass, %s::timestamptz, %s::timestamptz)",
+                [view, window.start, window.end],
+            )
 
     def drift(self, conn: psycopg.Connection, rollup: Rollup) -> list[str]:
         problems = super().drift(conn, rollup)

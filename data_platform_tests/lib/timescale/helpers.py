@@ -14,20 +14,8 @@ import dagster as dg
 import psycopg
 from psycopg import sql
 
+from data_platform.lib.historian.tables import HistorianTables, ensure_tables
 from data_platform.lib.timescale import TimescaleAggregateComponent
-
-RAW_DDL = """
-CREATE SCHEMA IF NOT EXISTS {schema};
-CREATE TABLE {schema}.{table} (
-    ts         timestamptz NOT NULL,
-    tag_id     integer NOT NULL,
-    value      double precision,
-    value_text text,
-    qc         smallint NOT NULL DEFAULT 0,
-    meta       jsonb,
-    UNIQUE (tag_id, ts)
-)
-"""
 
 ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)
 """Written out here (not imported) so the tests check the component's bucket alignment."""
@@ -56,14 +44,9 @@ def create_raw_table(
     *,
     hypertable: bool = False,
 ) -> None:
-    for statement in RAW_DDL.format(schema=schema, table=table).split(";"):
-        if statement.strip():
-            conn.execute(statement)  # type: ignore[arg-type]
-    if hypertable:
-        conn.execute(
-            "SELECT create_hypertable(%s::regclass, by_range('ts', INTERVAL '1 day'))",
-            [f"{schema}.{table}"],
-        )
+    """The historian's value table alone (no registry, no time index), in 1-day chunks."""
+    tables = HistorianTables(schema, table, chunk_interval="1 day")
+    ensure_tables(conn, tables, registry=False, hypertable=hypertable, brin_index=False)
 
 
 def generate_rows(

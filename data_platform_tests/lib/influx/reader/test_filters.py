@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from data_platform.lib.historian.signals import Signal
 from data_platform.lib.influx.component import _matches
 from data_platform.lib.influx.reader.filters import TagFilter
 from data_platform.lib.influx.reader.influxql import tag_condition
 from data_platform.lib.influx.reader.source import LineProtocolSource
 from data_platform.lib.influx.specs import MeasurementSpec
-from data_platform.lib.influx.writer import Signal
 from data_platform.utils.local_servers import LocalInfluxd
 from data_platform_tests.lib.influx.reader.support import EVERYTHING, T0_NS, client_for
 

@@ -1,4 +1,4 @@
-"""The historian writer on a real PostgreSQL: encoding, atomic replacement, collisions."""
+"""Window replacement on a real PostgreSQL: encoding, atomic replacement, collisions."""
 
 from __future__ import annotations
 
@@ -8,15 +8,12 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from data_platform.lib.historian.errors import HistorianWriteError
+from data_platform.lib.historian.registry import SignalRegistry
+from data_platform.lib.historian.signals import Signal
+from data_platform.lib.historian.tables import HistorianTables, ensure_tables
+from data_platform.lib.historian.window import replace_window
 from data_platform.lib.influx.reader.model import SeriesBatch
-from data_platform.lib.influx.writer import (
-    HistorianTables,
-    HistorianWriteError,
-    Signal,
-    SignalRegistry,
-    ensure_tables,
-    replace_window,
-)
 from data_platform.lib.timing.window import Window
 
 pytestmark = pytest.mark.integration
@@ -35,7 +32,6 @@ def write(conn: psycopg.Connection, window: Window, batches, on_collision: str =
 
         return replace_window(
             conn,
-            TABLES,
             registry,
             window,
             batches,

@@ -1,0 +1,108 @@
+"""Binary COPY rows of the value table, encoded here rather than through psycopg's row formatter.
+
+This is the hot loop of an ingest: (ts int8, tag_id int4, value float8, value_text text,
+qc int2, meta jsonb) per value, NULLs as length -1. PostgreSQL's binary timestamptz is int64
+microseconds since 2000-01-01 UTC, the same bytes as an int8, so timestamps are written as
+plain integers (no datetime per value).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+
+import psycopg
+from psycopg import sql
+
+from data_platform.lib.influx.reader.model import FieldValue
+
+PG_EPOCH_US = 946_684_800_000_000
+"""Unix microseconds of PostgreSQL's epoch: subtract to get a binary timestamptz."""
+NS_META = b'\x01{"ns": %d}'
+"""The jsonb `meta` of a value whose timestamp has nanoseconds beyond the microsecond."""
+
+_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" * 2
+_TRAILER = b"\xff\xff"
+_NUMBER_ROW = struct.Struct(">hiqiiidiihi").pack
+_TEXT_HEAD = struct.Struct(">hiqiiii").pack
+_TAIL_NO_META = struct.pack(">ihi", 2, 0, -1)
+_FLUSH_BYTES = 1 << 20
+
+
+def copy_statement(table: sql.Identifier) -> sql.Composed:
+    """The binary COPY into the value table `table`."""
+    return sql.SQL(
+        "COPY {} (ts, tag_id, value, value_text, qc, meta) FROM STDIN (FORMAT BINARY)"
+    ).format(table)
+
+
+class ValueCopy:
+    """Value rows streamed into an open binary COPY, flushed to the server by the MiB."""
+
+    def __init__(self, copy: psycopg.Copy) -> None:
+        self._copy = copy
+        self._buf = bytearray(_SIGNATURE)
+
+    def write_columns(
+        self,
+        tag_ids: Sequence[int],
+        rows: Sequence[Sequence[FieldValue]],
+        stamps: Sequence[int],
+        metas: Sequence[bytes | None],
+    ) -> int:
+        """Append column `i + 1` of `rows` as signal `tag_ids[i]`; return the values written.
+
+        One signal at a time, so the (tag_id, ts) index grows in order. `stamps` are the rows'
+        binary timestamps, `metas` their jsonb payloads (or None).
+        """
+        buf = self._buf
+        any_meta = any(metas)
+        pack = _NUMBER_ROW
+        written = 0
+        for i, tag_id in enumerate(tag_ids):
+            col = i + 1
+            for j, row in enumerate(rows):
+                value = row[col]
+                if value is None:
+                    continue
+                written += 1
+                if value.__class__ is float and not any_meta:
+                    buf += pack(6, 8, stamps[j], 4, tag_id, 8, value, -1, 2, 0, -1)
+                else:
+                    _encode_value(buf, stamps[j], tag_id, value, metas[j])
+            if len(buf) > _FLUSH_BYTES:
+                self._copy.write(buf)
+                buf = bytearray()
+        self._buf = buf
+        return written
+
+    def finish(self) -> None:
+        """Send what is buffered and the COPY trailer."""
+        self._buf += _TRAILER
+        self._copy.write(self._buf)
+        self._buf = bytearray()
+
+
+def _encode_value(
+    buf: bytearray, pg_ts: int, tag_id: int, value: FieldValue, meta: bytes | None
+) -> None:
+    """Append one value row; `meta` is the jsonb payload (version byte + JSON) or None."""
+    kind = type(value)
+    if kind is str:
+        text = value.encode()  # type: ignore[union-attr]
+        buf += _TEXT_HEAD(6, 8, pg_ts, 4, tag_id, -1, len(text))
+        buf += text
+    else:
+        number = float(value) if kind is not bool else (1.0 if value else 0.0)  # type: ignore[arg-type]
+        buf += _NUMBER_ROW(6, 8, pg_ts, 4, tag_id, 8, number, -1, 2, 0, -1)
+        if meta is None:
+            return
+        del buf[-4:]  # the row's meta NULL, replaced below
+        buf += struct.pack(">i", len(meta))
+        buf += meta
+        return
+    if meta is None:
+        buf += _TAIL_NO_META
+    else:
+        buf += struct.pack(">ihi", 2, 0, len(meta))
+        buf += meta

@@ -1,0 +1,182 @@
+"""The signal registry of one source: ids for new signals, current types, removed signals."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import psycopg
+from psycopg import sql
+
+from data_platform.lib.historian.errors import HistorianWriteError
+from data_platform.lib.historian.signals import RegisteredSignal, Signal
+from data_platform.lib.historian.tables import HistorianTables
+
+FieldTypes = Mapping[tuple[str, str], str]
+"""The InfluxDB type(s) of each (measurement, field), comma-separated when there are several."""
+
+
+class SignalRegistry:
+    """The registry rows of one source, cached for a run; new signals are added on sight."""
+
+    def __init__(
+        self,
+        source: str,
+        tables: HistorianTables,
+        namer: Callable[[Signal], str],
+        units: Callable[[Signal], str | None] = lambda _s: None,
+    ) -> None:
+        self.source = source
+        self.tables = tables
+        self.namer = namer
+        self.units = units
+        self._by_signal: dict[Signal, RegisteredSignal] = {}
+
+    def load(
+        self, conn: psycopg.Connection, measurement: str | None = None
+    ) -> list[RegisteredSignal]:
+        """Read the source's registered signals (of one measurement, or all)."""
+        query = sql.SQL(
+            "SELECT tag_id, tag_name, measurement, tags, field FROM {} WHERE source = %s {}"
+        ).format(
+            self.tables.tags,
+            sql.SQL("AND measurement = %s") if measurement is not None else sql.SQL(""),
+        )
+        params = [self.source] if measurement is None else [self.source, measurement]
+        out = []
+        for tag_id, tag_name, meas, tags, fld in conn.execute(query, params).fetchall():
+            signal = Signal(
+                self.source, meas, tuple(sorted((str(k), str(v)) for k, v in tags.items())), fld
+            )
+            registered = RegisteredSignal(tag_id, tag_name, signal)
+            self._by_signal[signal] = registered
+            out.append(registered)
+        return out
+
+    def ensure(
+        self,
+        conn: psycopg.Connection,
+        signals: Iterable[Signal],
+        types: FieldTypes | None = None,
+    ) -> list[RegisteredSignal]:
+        """Register the signals not yet known (in their own short transaction) and return all."""
+        wanted = list(dict.fromkeys(signals))
+        missing = [s for s in wanted if s not in self._by_signal]
+        if missing:
+            self._insert(conn, self._named(missing), types or {})
+        return [self._by_signal[s] for s in wanted]
+
+    def update_types(
+        self, conn: psycopg.Connection, field_types: FieldTypes
+    ) -> list[dict[str, str]]:
+        """Record each field's current type(s); return the changes against what was recorded."""
+        if not field_types:
+            return []
+        rows = conn.execute(
+            sql.SQL(
+                """
+                WITH cur(measurement, field, tag_type) AS (
+                    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])
+                )
+                UPDATE {tags} t SET tag_type = cur.tag_type, updated_at = now(),
+                       meta = t.meta || jsonb_build_object('previous_type', t.tag_type)
+                FROM cur
+                WHERE t.source = %s AND t.measurement = cur.measurement AND t.field = cur.field
+                  AND t.tag_type IS DISTINCT FROM cur.tag_type
+                RETURNING t.measurement, t.field, t.meta->>'previous_type', t.tag_type
+                """
+            ).format(tags=self.tables.tags),
+            [
+                [m for m, _ in field_types],
+                [f for _, f in field_types],
+                list(field_types.values()),
+                self.source,
+            ],
+        ).fetchall()
+        changes = {
+            (m, f): {"measurement": m, "field": f, "from": old, "to": new}
+            for m, f, old, new in rows
+            if old is not None
+        }
+        return [changes[k] for k in sorted(changes)]
+
+    def mark_removed(
+        self, conn: psycopg.Connection, removed: Sequence[Signal], found: set[Signal]
+    ) -> None:
+        """Stamp signals that disappeared from the source; clear the stamp of those that came back."""
+        conn.execute(
+            sql.SQL(
+                "UPDATE {} SET removed_at = CASE WHEN key = ANY(%s) "
+                "THEN coalesce(removed_at, now()) ELSE NULL END, updated_at = now() "
+                "WHERE source = %s AND (key = ANY(%s) OR (removed_at IS NOT NULL AND key = ANY(%s)))"
+            ).format(self.tables.tags),
+            [
+                [s.key for s in removed],
+                self.source,
+                [s.key for s in removed],
+                [s.key for s in found],
+            ],
+        )
+
+    def _named(self, signals: list[Signal]) -> list[tuple[Signal, str]]:
+        """The new signals with their names, refusing empty or shared names."""
+        named = [(s, self.namer(s)) for s in sorted(signals, key=lambda s: s.key)]
+        names: dict[str, Signal] = {}
+        for signal, name in named:
+            if not name:
+                raise HistorianWriteError(
+                    f"signal naming gave an empty tag_name for {signal.key}; fix `signal_name`"
+                )
+            other = names.setdefault(name, signal)
+            if other != signal:
+                raise HistorianWriteError(
+                    f"signal naming gives the same tag_name {name!r} to {other.key} and "
+                    f"{signal.key}; make `signal_name` include what tells them apart "
+                    "(e.g. {{ series }} or every tag)"
+                )
+        return named
+
+    def _insert(
+        self, conn: psycopg.Connection, named: list[tuple[Signal, str]], types: FieldTypes
+    ) -> None:
+        """Insert the named signals (existing keys are kept) and cache their registry rows."""
+        insert = sql.SQL(
+            """
+            INSERT INTO {tags} (key, tag_name, source, measurement, tags, field, tag_type, unit)
+            SELECT k, n, %s, m, t, f, ty, u FROM unnest(%s::text[], %s::text[], %s::text[],
+                %s::jsonb[], %s::text[], %s::text[], %s::text[]) AS s(k, n, m, t, f, ty, u)
+            ON CONFLICT (key) DO NOTHING
+            """
+        ).format(tags=self.tables.tags)
+        keys = [s.key for s, _ in named]
+        with conn.transaction():
+            try:
+                conn.execute(
+                    insert,
+                    [
+                        self.source,
+                        keys,
+                        [n for _, n in named],
+                        [s.measurement for s, _ in named],
+                        [json.dumps(dict(s.tags), ensure_ascii=False) for s, _ in named],
+                        [s.field for s, _ in named],
+                        [types.get((s.measurement, s.field)) for s, _ in named],
+                        [self.units(s) for s, _ in named],
+                    ],
+                )
+            except psycopg.errors.UniqueViolation as exc:
+                raise HistorianWriteError(
+                    f"a new signal's tag_name is already used by another signal in "
+                    f"{self.tables.schema}.{self.tables.registry} ({exc.diag.message_detail}); "
+                    "make `signal_name` unique per series and field"
+                ) from exc
+            rows = conn.execute(
+                sql.SQL("SELECT key, tag_id, tag_name FROM {} WHERE key = ANY(%s)").format(
+                    self.tables.tags
+                ),
+                [keys],
+            ).fetchall()
+        by_key = {k: (tag_id, name) for k, tag_id, name in rows}
+        for signal, _ in named:
+            tag_id, name = by_key[signal.key]
+            self._by_signal[signal] = RegisteredSignal(tag_id, name, signal)

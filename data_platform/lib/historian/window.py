@@ -1,0 +1,273 @@
+"""Atomic replacement of a window: delete its rows, then COPY the streamed batches, in one go.
+
+One transaction per window: a failure anywhere (reader, registry, COPY) leaves the window as it
+was. Concurrent writers of overlapping windows take turns on advisory locks (`WindowLock`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from data_platform.lib.historian.copy import NS_META, PG_EPOCH_US, ValueCopy, copy_statement
+from data_platform.lib.historian.errors import HistorianWriteError
+from data_platform.lib.historian.locks import advisory_key, session_locks
+from data_platform.lib.historian.registry import SignalRegistry
+from data_platform.lib.historian.signals import RegisteredSignal, Signal
+from data_platform.lib.historian.tables import HistorianTables
+from data_platform.lib.influx.reader.model import FieldValue, SeriesBatch, Tags
+from data_platform.lib.timing.window import Window
+
+PREVIEW_ROWS = 5
+"""Values of a window kept for the run's preview."""
+
+
+@dataclass(frozen=True, slots=True)
+class WindowLock:
+    """Serialises the transactions that replace overlapping windows of the same signals.
+
+    Time is cut into `slot`-wide slots counted from the epoch. Before it reads which rows to
+    delete, a writer takes an advisory lock on every slot its window touches, in time order (so
+    two writers cannot deadlock), and keeps them until its transaction has ended. Two runs of
+    one partition, or neighbours whose windows overlap through `lateness`, then replace the
+    shared part one after the other instead of colliding on the unique (tag_id, ts) key;
+    windows that share no slot are written in parallel.
+    """
+
+    signals: str
+    """What the rows belong to, e.g. `<source>/<measurement>`: other signals never wait."""
+    slot: timedelta
+
+    def keys(self, tables: HistorianTables, window: Window) -> list[int]:
+        """The lock keys of the slots `window` touches, in time order."""
+        slot_ns = self.slot // timedelta(microseconds=1) * 1000
+        first, last = window.start_ns // slot_ns, (window.end_ns - 1) // slot_ns
+        return [
+            advisory_key("historian", str(tables), self.signals, n) for n in range(first, last + 1)
+        ]
+
+
+@dataclass(slots=True)
+class SeriesTiming:
+    """Row count, time span and longest silence of one series in a window (microseconds)."""
+
+    series: str
+    rows: int = 0
+    first_us: int | None = None
+    last_us: int | None = None
+    longest_us: int = 0
+    longest_from_us: int | None = None
+
+    @property
+    def usual_interval_us(self) -> float | None:
+        """The mean interval without the longest silence: what the series normally does."""
+        if self.rows < 3 or self.first_us is None or self.last_us is None:
+            return None
+        return (self.last_us - self.first_us - self.longest_us) / (self.rows - 2)
+
+
+@dataclass(slots=True)
+class WindowWrite:
+    """What one window's replacement did."""
+
+    rows: int = 0
+    deleted: int = 0
+    signals: set[int] = field(default_factory=set)
+    newest_ns: int | None = None
+    collisions: int = 0
+    preview: list[tuple[Any, ...]] = field(default_factory=list)
+    timings: dict[tuple[str, Tags], SeriesTiming] = field(default_factory=dict)
+
+    @property
+    def series(self) -> int:
+        """Series with at least one row in the window."""
+        return sum(1 for t in self.timings.values() if t.rows)
+
+
+def replace_window(
+    conn: psycopg.Connection,
+    registry: SignalRegistry,
+    window: Window,
+    batches: Iterable[SeriesBatch],
+    *,
+    delete_tag_ids: Callable[[], Sequence[int]],
+    register_conn: psycopg.Connection,
+    on_collision: str = "fail",
+    lock: WindowLock | None = None,
+) -> WindowWrite:
+    """Replace the window's rows of `registry`'s source in one transaction of `conn`.
+
+    Signals registered during the stream are new to the registry, so they have no rows to
+    delete: deleting the signals known before the stream covers the window. New signals are
+    registered through `register_conn`, a second connection in autocommit mode: `conn` is busy
+    with the COPY meanwhile, and the registry rows must not wait for the window's transaction.
+    With `lock`, the turn is taken on session locks of `register_conn`, before the window's
+    transaction begins and released once it has ended; the signals to delete are read once the
+    turn has come (outside that transaction: some engines serve one transaction at a time), so
+    they include those another writer just added.
+    """
+    tables = registry.tables
+    stream = _WindowStream(registry, window, register_conn, on_collision)
+    with session_locks(register_conn, lock.keys(tables, window) if lock is not None else []):
+        known_ids = list(delete_tag_ids())
+        with conn.transaction(), conn.cursor() as cur:
+            stream.result.deleted = _delete_rows(cur, tables, window, known_ids)
+            with cur.copy(copy_statement(tables.hist)) as copy:
+                stream.copy_batches(ValueCopy(copy), batches)
+    return stream.result
+
+
+def _delete_rows(
+    cur: psycopg.Cursor, tables: HistorianTables, window: Window, tag_ids: Sequence[int]
+) -> int:
+    """Delete the window's rows of the signals known before the stream; return how many."""
+    if not tag_ids:
+        return 0
+    cur.execute(
+        sql.SQL("DELETE FROM {} WHERE tag_id = ANY(%s) AND ts >= %s AND ts < %s").format(
+            tables.hist
+        ),
+        [list(tag_ids), window.start, window.end],
+    )
+    return cur.rowcount
+
+
+class _WindowStream:
+    """One window's stream into the COPY: the report so far and each series' last row."""
+
+    def __init__(
+        self,
+        registry: SignalRegistry,
+        window: Window,
+        register_conn: psycopg.Connection,
+        on_collision: str,
+    ) -> None:
+        self.registry = registry
+        self.window = window
+        self.register_conn = register_conn
+        self.on_collision = on_collision
+        self.result = WindowWrite()
+        # Per series: the previous row's microsecond, the row and its columns, to detect
+        # sub-microsecond clashes across batches.
+        self._previous: dict[tuple[str, Tags], tuple[int, list[FieldValue], tuple[str, ...]]] = {}
+
+    def copy_batches(self, out: ValueCopy, batches: Iterable[SeriesBatch]) -> None:
+        """Stream the batches into the COPY and close it."""
+        source = self.registry.source
+        for batch in batches:
+            if not batch.rows:
+                continue
+            registered = self.registry.ensure(
+                self.register_conn,
+                [Signal(source, batch.measurement, batch.tags, c) for c in batch.columns],
+            )
+            stamps, metas = self._check_rows(batch, registered)
+            written = out.write_columns([r.tag_id for r in registered], batch.rows, stamps, metas)
+            self._report(batch, registered, written)
+        out.finish()
+
+    def _check_rows(
+        self, batch: SeriesBatch, registered: Sequence[RegisteredSignal]
+    ) -> tuple[list[int], list[bytes | None]]:
+        """Check bounds and order, drop clashing values, time the series; give stamps and metas."""
+        source, window = self.registry.source, self.window
+        start_ns, end_ns = window.start_ns, window.end_ns
+        series = (batch.measurement, batch.tags)
+        prev_us, prev_row = self._previous_row(series, batch.columns)
+        timing = self.result.timings.get(series)
+        if timing is None:
+            timing = self.result.timings[series] = SeriesTiming(registered[0].signal.series_key)
+        rows = batch.rows
+        stamps: list[int] = []
+        metas: list[bytes | None] = []
+        for j, row in enumerate(rows):
+            ts_ns = row[0]
+            if not start_ns <= ts_ns < end_ns:  # type: ignore[operator]
+                raise HistorianWriteError(
+                    f"source '{source}': a point at {ts_ns} ns lies outside window "
+                    f"{window}; the reader returned data it was not asked for"
+                )
+            ts_us, ns_rest = divmod(ts_ns, 1000)  # type: ignore[operator]
+            merged = None
+            if prev_us is not None:
+                if ts_us <= prev_us:
+                    if ts_us < prev_us:
+                        raise HistorianWriteError(
+                            f"source '{source}', window {window}: points of series "
+                            f"{timing.series!r} arrived out of time order"
+                        )
+                    # A third point in the same microsecond clashes with either of them.
+                    merged = [
+                        a if a is not None else b for a, b in zip(row, prev_row or row, strict=True)
+                    ]
+                    rows[j] = self._drop_collisions(row, prev_row, registered, ts_ns)
+                elif ts_us - prev_us > timing.longest_us:
+                    timing.longest_us = ts_us - prev_us
+                    timing.longest_from_us = prev_us
+            else:
+                timing.first_us = ts_us
+            timing.rows += 1
+            stamps.append(ts_us - PG_EPOCH_US)
+            metas.append(NS_META % ns_rest if ns_rest else None)
+            prev_us, prev_row = ts_us, merged or rows[j]
+        timing.last_us = prev_us
+        self._previous[series] = (prev_us, prev_row, batch.columns)  # type: ignore[assignment]
+        return stamps, metas
+
+    def _previous_row(
+        self, series: tuple[str, Tags], columns: tuple[str, ...]
+    ) -> tuple[int | None, list[FieldValue] | None]:
+        """The series' last row so far (in `columns` order) and its microsecond."""
+        prev_us, prev_row, prev_columns = self._previous.get(series, (None, None, None))
+        if prev_row is not None and prev_columns != columns:
+            by_name = dict(zip(prev_columns or (), prev_row[1:], strict=True))
+            prev_row = [prev_row[0], *(by_name.get(c) for c in columns)]
+        return prev_us, prev_row
+
+    def _drop_collisions(
+        self,
+        row: list[FieldValue],
+        prev_row: list[FieldValue] | None,
+        registered: Sequence[RegisteredSignal],
+        ts_ns: FieldValue,
+    ) -> list[FieldValue]:
+        """A row in the same microsecond as the series' previous row: its clashing values go."""
+        kept = list(row)
+        for i, signal in enumerate(registered):
+            if row[i + 1] is None or prev_row is None or prev_row[i + 1] is None:
+                continue
+            self.result.collisions += 1
+            if self.on_collision == "fail":
+                raise HistorianWriteError(
+                    f"source '{self.registry.source}', window {self.window}: two points of "
+                    f"signal {signal.tag_name!r} fall in the same microsecond ({ts_ns} ns); "
+                    "PostgreSQL keeps microseconds. Set `on_timestamp_collision: keep_first` to "
+                    "keep the first point and count the rest"
+                )
+            kept[i + 1] = None
+        return kept
+
+    def _report(
+        self, batch: SeriesBatch, registered: Sequence[RegisteredSignal], written: int
+    ) -> None:
+        """Add a copied batch to the window's report: counts, newest point, preview."""
+        result = self.result
+        result.rows += written
+        result.signals.update(r.tag_id for r in registered)
+        last_ns = batch.rows[-1][0]
+        if result.newest_ns is None or last_ns > result.newest_ns:  # type: ignore[operator]
+            result.newest_ns = last_ns  # type: ignore[assignment]
+        if len(result.preview) >= PREVIEW_ROWS:
+            return
+        for row in batch.rows[:PREVIEW_ROWS]:
+            for i, r in enumerate(registered):
+                value = row[i + 1]
+                if value is not None and len(result.preview) < PREVIEW_ROWS:
+                    number = None if isinstance(value, str) else float(value)
+                    text = value if isinstance(value, str) else None
+                    result.preview.append((row[0], r.tag_name, number, text))

@@ -1,0 +1,56 @@
+"""The signal registry on a real PostgreSQL: ids on sight, current types, removed signals."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from data_platform.lib.historian.registry import SignalRegistry
+from data_platform.lib.historian.signals import Signal
+from data_platform.lib.historian.tables import HistorianTables, ensure_tables
+
+pytestmark = pytest.mark.integration
+
+TABLES = HistorianTables("raw")
+P = Signal("src", "m", (("device", "a"),), "p")
+Q = Signal("src", "m", (("device", "a"),), "q")
+
+
+def registry_rows(conn: psycopg.Connection) -> list[tuple]:
+    return conn.execute(
+        "SELECT field, tag_type, meta->>'previous_type', removed_at IS NOT NULL "
+        "FROM raw.influx_tag ORDER BY field"
+    ).fetchall()
+
+
+def test_types_are_recorded_and_changes_reported(pg_conn: psycopg.Connection) -> None:
+    ensure_tables(pg_conn, TABLES)
+    registry = SignalRegistry("src", TABLES, Signal.default_name)
+    ids = [r.tag_id for r in registry.ensure(pg_conn, [P, Q], {("m", "p"): "float"})]
+    assert len(set(ids)) == 2
+    assert registry.update_types(pg_conn, {}) == []
+    changes = registry.update_types(pg_conn, {("m", "p"): "integer", ("m", "q"): "string"})
+    # A field seen for the first time is recorded, not reported as a change.
+    assert changes == [{"measurement": "m", "field": "p", "from": "float", "to": "integer"}]
+    assert registry_rows(pg_conn) == [
+        ("p", "integer", "float", False),
+        ("q", "string", None, False),
+    ]
+    assert (
+        SignalRegistry("src", TABLES, Signal.default_name).ensure(pg_conn, [Q, P])[1].tag_id
+        == ids[0]
+    )
+
+
+def test_removed_signals_are_stamped_until_they_come_back(pg_conn: psycopg.Connection) -> None:
+    ensure_tables(pg_conn, TABLES)
+    registry = SignalRegistry("src", TABLES, Signal.default_name)
+    registry.ensure(pg_conn, [P, Q])
+    registry.mark_removed(pg_conn, [Q], {P})
+    assert [r[3] for r in registry_rows(pg_conn)] == [False, True]
+    stamped = pg_conn.execute("SELECT removed_at FROM raw.influx_tag WHERE field = 'q'").fetchone()
+    registry.mark_removed(pg_conn, [Q], {P})
+    again = pg_conn.execute("SELECT removed_at FROM raw.influx_tag WHERE field = 'q'").fetchone()
+    assert again == stamped  # the first disappearance is kept
+    registry.mark_removed(pg_conn, [], {P, Q})
+    assert [r[3] for r in registry_rows(pg_conn)] == [False, False]
