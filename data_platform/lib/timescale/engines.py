@@ -272,7 +272,7 @@ class RollupEngine:
         oldest, newest = (row[0], row[1]) if row else (None, None)
         for rollup in rollups:
             if oldest is not None and newest is not None:
-                start = max(plan.partitions_start, oldest)
+                start = max(plan.partitions.start, oldest)
                 history = Window(
                     floor_to_bucket(start, rollup.width),
                     ceil_to_bucket(min(newest, utcnow()), rollup.width) + rollup.width,
