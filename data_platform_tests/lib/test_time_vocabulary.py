@@ -14,6 +14,8 @@ import pytest
 import yaml
 from dagster.components.testing import create_defs_folder_sandbox
 
+from data_platform.lib import InfluxIngestComponent, TimescaleAggregateComponent
+
 INGEST = "data_platform.lib.InfluxIngestComponent"
 ROLLUP = "data_platform.lib.TimescaleAggregateComponent"
 
@@ -101,6 +103,7 @@ def test_each_component_takes_the_others_start_and_duration_forms() -> None:
         with sandbox.load_component_and_build_defs(
             defs_path=sandbox.defs_folder_path / "plant"
         ) as (component, _defs):
+            assert isinstance(component, InfluxIngestComponent)
             plan = component.ingest_plan()
             assert plan.lateness == timedelta(minutes=90)
             assert plan.checks.max_lag == timedelta(minutes=90)
@@ -109,10 +112,13 @@ def test_each_component_takes_the_others_start_and_duration_forms() -> None:
         with sandbox.load_component_and_build_defs(
             defs_path=sandbox.defs_folder_path / "rollups"
         ) as (component, _defs):
+            assert isinstance(component, TimescaleAggregateComponent)
             family = component.rollup_plan()
             assert [r.width for r in family.rollups] == [timedelta(minutes=15), timedelta(hours=1)]
-            assert family.rollups[0].refresh.start_offset == timedelta(hours=3)
-            assert family.rollups[0].refresh.schedule_interval == timedelta(minutes=15)
+            refresh = family.rollups[0].refresh
+            assert refresh is not None
+            assert refresh.start_offset == timedelta(hours=3)
+            assert refresh.schedule_interval == timedelta(minutes=15)
             assert family.rollups[0].drop_after == timedelta(days=30)
             assert family.columnstore is not None
             assert family.columnstore.after == timedelta(days=7)

@@ -14,15 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal, cast
 
-from data_platform.lib.influx.specs import (
-    AutomationSpec,
-    ChecksSpec,
-    FilesSpec,
-    InfluxServerSpec,
-    IngestPartitionsSpec,
-    MeasurementSpec,
-    TargetSpec,
-)
+from data_platform.lib.influx import specs
 from data_platform.lib.influx.writer import HistorianTables
 from data_platform.lib.timing.durations import format_interval, parse_duration
 from data_platform.lib.timing.partitions import Partitions
@@ -137,13 +129,13 @@ def ingest_plan(
     *,
     name: str,
     source: str | None,
-    influx: InfluxServerSpec | None,
-    files: FilesSpec | None,
-    measurements: Sequence[MeasurementSpec] | None,
-    target: TargetSpec,
-    partitions: IngestPartitionsSpec,
-    checks: ChecksSpec,
-    automation: AutomationSpec,
+    influx: specs.InfluxServerSpec | None,
+    files: specs.FilesSpec | None,
+    measurements: Sequence[specs.MeasurementSpec] | None,
+    target: specs.TargetSpec,
+    partitions: specs.IngestPartitionsSpec,
+    checks: specs.ChecksSpec,
+    automation: specs.AutomationSpec,
     signal_name: str | None,
     units: Mapping[str, str],
     on_timestamp_collision: OnCollision,
@@ -208,7 +200,7 @@ def ingest_plan(
     )
 
 
-def _server(spec: InfluxServerSpec) -> ServerSettings:
+def _server(spec: specs.InfluxServerSpec) -> ServerSettings:
     host = spec.url.split("//", 1)[1].split("/", 1)[0]
     return ServerSettings(
         url=spec.url,
@@ -226,6 +218,6 @@ def _server(spec: InfluxServerSpec) -> ServerSettings:
     )
 
 
-def _files(spec: FilesSpec, project_root: Path) -> FilesSettings:
+def _files(spec: specs.FilesSpec, project_root: Path) -> FilesSettings:
     paths = tuple(p if Path(p).is_absolute() else str(project_root / p) for p in spec.paths)
     return FilesSettings(paths=paths, precision=spec.precision, on_error=spec.on_error)

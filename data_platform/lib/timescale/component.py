@@ -11,7 +11,7 @@ from pydantic import PrivateAttr, ValidationError
 
 from data_platform.lib.timescale import checks
 from data_platform.lib.timescale import sql as q
-from data_platform.lib.timescale.engines import RollupEngine, open_engine
+from data_platform.lib.timescale.engines import RollupEngine
 from data_platform.lib.timescale.plan import (
     AGGREGATES,
     BUCKET_COLUMN,
@@ -27,6 +27,7 @@ from data_platform.lib.timescale.plan import (
     check_policies,
     resolve_aggregates,
 )
+from data_platform.lib.timescale.postgres import PostgresEngine
 from data_platform.lib.timescale.scaffolder import TimescaleAggregateScaffolder
 from data_platform.lib.timescale.specs import (
     BucketSpec,
@@ -38,11 +39,12 @@ from data_platform.lib.timescale.specs import (
     TargetSpec,
     doc,
 )
+from data_platform.lib.timescale.timescaledb import TimescaleEngine
 from data_platform.lib.timing.durations import parse_duration, short_suffix
 from data_platform.lib.timing.errors import SettingError, YamlPath
 from data_platform.lib.timing.partitions import Partitions, PartitionsSpec, require_aligned
 from data_platform.lib.timing.window import Window
-from data_platform.lib.warehouse import WarehouseResource
+from data_platform.lib.warehouse import WarehouseResource, has_timescaledb
 from data_platform.lib.yaml_attributes import YamlAttributes, yaml_location
 
 
@@ -467,7 +469,11 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
 
     def open_engine(self, warehouse: WarehouseResource, log: Any = None) -> RollupEngine:
         """TimescaleDB continuous aggregates when the extension is installed, else tables."""
-        return open_engine(self.rollup_plan(), warehouse, log)
+        with warehouse.connection() as conn:
+            version = has_timescaledb(conn)
+        if version:
+            return TimescaleEngine(self.rollup_plan(), warehouse, version, log)
+        return PostgresEngine(self.rollup_plan(), warehouse, log)
 
     def execute(
         self, context: dg.AssetExecutionContext, warehouse: WarehouseResource
