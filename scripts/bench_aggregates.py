@@ -26,7 +26,7 @@ from psycopg import sql
 from data_platform.lib.historian.tables import HistorianTables, ensure_tables
 from data_platform.lib.timescale import TimescaleAggregateComponent
 from data_platform.lib.timescale import sql as q
-from data_platform.lib.timescale.engines import PostgresEngine
+from data_platform.lib.timescale.postgres import PostgresEngine
 from data_platform.lib.timing.window import Window
 from data_platform.lib.warehouse import WarehouseResource
 from data_platform.utils.local_servers import start_postgres

@@ -31,6 +31,8 @@ from jinja2 import Undefined
 from jinja2.nativetypes import NativeTemplate, native_concat
 from pydantic import BaseModel
 
+from data_platform.lib.timing.errors import YamlPath, yaml_path_text
+
 _NEWLINE = re.compile(r"(\r\n|\r|\n)")
 
 
@@ -100,17 +102,6 @@ def resolve_fields_cached(
         if field.model_field in written
         and getattr(model, field.model_field) != resolved_base._Unset
     }
-
-
-YamlPath = tuple[str | int, ...]
-
-
-def yaml_path_text(path: YamlPath) -> str:
-    """`buckets[2].refresh.start_offset` for ("buckets", 2, "refresh", "start_offset")."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
 
 
 def yaml_location(context: dg.ComponentLoadContext, path: YamlPath, problem: str) -> str | None:

@@ -1,11 +1,13 @@
-"""Asset checks of an ingest run: reconciliation, lag, gaps and schema drift."""
+"""Asset checks of an ingest run: reconciliation, lag, gaps and schema drift.
+
+The checks judge what a run wrote (`AssetRun`) against the plan's thresholds.
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 import psycopg
@@ -13,36 +15,49 @@ from psycopg import sql
 
 from data_platform.lib.historian.registry import SignalRegistry
 from data_platform.lib.historian.tables import HistorianTables
-from data_platform.lib.influx.reader.model import FieldInfo
-from data_platform.lib.influx.specs import parse_duration
-from data_platform.lib.timing.window import Window
+from data_platform.lib.influx.plan import IngestPlan
+from data_platform.lib.influx.reader.protocol import InfluxReader
+from data_platform.lib.influx.results import AssetRun, field_types
+from data_platform.lib.timing.buckets import micros
+from data_platform.lib.timing.window import EPOCH, Window
 
-if TYPE_CHECKING:
-    from data_platform.lib.influx.component import (
-        InfluxIngestComponent,
-        InfluxReader,
-        MeasurementRun,
-    )
+RECONCILIATION = "reconciliation"
+LAG = "lag"
+GAPS = "gaps"
+SCHEMA_DRIFT = "schema_drift"
+
+
+def check_specs(plan: IngestPlan, key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(
+            RECONCILIATION,
+            asset=key,
+            blocking=plan.checks.blocking,
+            description="Count and time range per field in the window match the source.",
+        ),
+        dg.AssetCheckSpec(LAG, asset=key, description="Newest point is recent enough."),
+        dg.AssetCheckSpec(
+            GAPS, asset=key, description="No series silent far longer than its interval."
+        ),
+        dg.AssetCheckSpec(
+            SCHEMA_DRIFT, asset=key, description="No field changed type at the source."
+        ),
+    ]
 
 
 def run_checks(
     conn: psycopg.Connection,
-    *,
-    component: InfluxIngestComponent,
+    plan: IngestPlan,
     reader: InfluxReader,
     registry: SignalRegistry,
     asset_key: dg.AssetKey,
-    runs: Sequence[MeasurementRun],
-    types: Mapping[str, list[FieldInfo]],
-    run_window: Window,
-    lag_s: float | None,
+    written: AssetRun,
 ) -> list[dg.AssetCheckResult]:
-    tables = component.tables
     return [
-        reconcile(conn, tables, component, reader, asset_key, runs, run_window),
-        lag_check(component, asset_key, run_window, lag_s),
-        gaps_check(conn, tables, component, registry, asset_key, runs, run_window),
-        drift_check(conn, tables, component, registry, asset_key, types),
+        reconcile(conn, plan, reader, asset_key, written),
+        lag_check(plan, asset_key, written),
+        gaps_check(plan, asset_key, written),
+        drift_check(conn, registry, asset_key, written.types),
     ]
 
 
@@ -63,30 +78,28 @@ def warehouse_stats(
 
 
 def _us(moment: datetime) -> int:
-    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return micros(moment - EPOCH)
 
 
 def reconcile(
     conn: psycopg.Connection,
-    tables: HistorianTables,
-    component: InfluxIngestComponent,
+    plan: IngestPlan,
     reader: InfluxReader,
     asset_key: dg.AssetKey,
-    runs: Sequence[MeasurementRun],
-    window: Window,
+    written: AssetRun,
 ) -> dg.AssetCheckResult:
+    window = written.window
     mismatches: list[dict[str, Any]] = []
     compared = 0
     skipped: list[str] = []
-    collisions = sum(w.collisions for r in runs for w in r.writes)
-    for run in runs:
+    collisions = written.collisions
+    for run in written.runs:
         name = run.measurement.name
         if run.measurement.tags:
             skipped.append(f"{name} (tag filters)")
             continue
         source = reader.window_stats(name, window)
-        stored = warehouse_stats(conn, tables, component.name, name, window)
+        stored = warehouse_stats(conn, plan.tables, plan.source, name, window)
         fields = set(source) | set(stored)
         if run.measurement.fields is not None:
             fields &= set(run.measurement.fields)
@@ -112,10 +125,10 @@ def reconcile(
     passed = not mismatches or (shortfall_explained and len(mismatches) <= collisions)
     return dg.AssetCheckResult(
         asset_key=asset_key,
-        check_name="reconciliation",
+        check_name=RECONCILIATION,
         passed=passed,
         severity=dg.AssetCheckSeverity.ERROR
-        if component.checks.blocking
+        if plan.checks.blocking
         else dg.AssetCheckSeverity.WARN,
         metadata={
             "window": str(window),
@@ -127,29 +140,16 @@ def reconcile(
     )
 
 
-def lag_check(
-    component: InfluxIngestComponent,
-    asset_key: dg.AssetKey,
-    window: Window,
-    lag_s: float | None,
-) -> dg.AssetCheckResult:
-    spec = component.checks
-    lateness = (
-        parse_duration(component.partitions.lateness, "partitions.lateness")
-        if component.partitions.lateness
-        else timedelta(0)
-    )
-    max_lag = (
-        parse_duration(spec.max_lag, "checks.max_lag")
-        if spec.max_lag
-        else 2 * component.partitions.width + lateness
-    )
+def lag_check(plan: IngestPlan, asset_key: dg.AssetKey, written: AssetRun) -> dg.AssetCheckResult:
+    max_lag = plan.checks.max_lag
+    lag_s = written.lag_s
+    window = written.window
     now = datetime.now(UTC)
     historical = window.end < now - max_lag
     passed = historical or (lag_s is not None and lag_s <= max_lag.total_seconds())
     return dg.AssetCheckResult(
         asset_key=asset_key,
-        check_name="lag",
+        check_name=LAG,
         passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
@@ -161,25 +161,17 @@ def lag_check(
     )
 
 
-def gaps_check(
-    conn: psycopg.Connection,
-    tables: HistorianTables,
-    component: InfluxIngestComponent,
-    registry: SignalRegistry,
-    asset_key: dg.AssetKey,
-    runs: Sequence[MeasurementRun],
-    window: Window,
-) -> dg.AssetCheckResult:
+def gaps_check(plan: IngestPlan, asset_key: dg.AssetKey, written: AssetRun) -> dg.AssetCheckResult:
     """Series silent far longer than their usual interval, from what the run just wrote.
 
     The writer tracks each series' row count, span and longest silence while it copies, so
     this check costs no query. The usual interval leaves the longest silence out.
     """
-    min_gap_us = parse_duration(component.checks.min_gap, "checks.min_gap").total_seconds() * 1e6
-    factor = component.checks.gap_factor
+    min_gap_us = micros(plan.checks.min_gap)
+    factor = plan.checks.gap_factor
     gaps: list[dict[str, Any]] = []
     checked = 0
-    for run in runs:
+    for run in written.runs:
         for write in run.writes:
             for timing in write.timings.values():
                 usual = timing.usual_interval_us
@@ -199,7 +191,7 @@ def gaps_check(
     gaps.sort(key=lambda g: -g["longest_silence_s"])
     return dg.AssetCheckResult(
         asset_key=asset_key,
-        check_name="gaps",
+        check_name=GAPS,
         passed=not gaps,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
@@ -212,19 +204,11 @@ def gaps_check(
 
 def drift_check(
     conn: psycopg.Connection,
-    tables: HistorianTables,
-    component: InfluxIngestComponent,
     registry: SignalRegistry,
     asset_key: dg.AssetKey,
-    types: Mapping[str, list[FieldInfo]],
+    types: Mapping[str, list[Any]],
 ) -> dg.AssetCheckResult:
-    current: dict[tuple[str, str], str] = {}
-    for measurement, infos in types.items():
-        by_field: dict[str, set[str]] = {}
-        for info in infos:
-            by_field.setdefault(info.field, set()).add(info.influx_type)
-        for fld, kinds in by_field.items():
-            current[(measurement, fld)] = ",".join(sorted(kinds))
+    current = field_types(types)
     conflicts = [
         {"measurement": m, "field": f, "types": t} for (m, f), t in current.items() if "," in t
     ]
@@ -232,7 +216,7 @@ def drift_check(
     conn.commit()
     return dg.AssetCheckResult(
         asset_key=asset_key,
-        check_name="schema_drift",
+        check_name=SCHEMA_DRIFT,
         passed=not conflicts and not changed,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
@@ -240,7 +224,3 @@ def drift_check(
             "type_changes": dg.MetadataValue.json(changed),
         },
     )
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)

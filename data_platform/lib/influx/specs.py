@@ -3,51 +3,15 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import dagster as dg
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from data_platform.lib.influx.reader.settings import check_database, check_url
+from data_platform.lib.timing.partitions import PartitionsSpec
 
-Granularity = Literal["15min", "hourly", "daily"]
-
-GRANULARITY_CRON: dict[str, str] = {
-    "15min": "*/15 * * * *",
-    "hourly": "0 * * * *",
-    "daily": "0 0 * * *",
-}
-GRANULARITY_FORMAT: dict[str, str] = {
-    "15min": "%Y-%m-%d-%H:%M",
-    "hourly": "%Y-%m-%d-%H:%M",
-    "daily": "%Y-%m-%d",
-}
-GRANULARITY_WIDTH: dict[str, timedelta] = {
-    "15min": timedelta(minutes=15),
-    "hourly": timedelta(hours=1),
-    "daily": timedelta(days=1),
-}
-
-_DURATION = re.compile(
-    r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hr|hrs|hours?|d|days?|w|weeks?)\s*$",
-    re.IGNORECASE,
-)
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_SOURCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
-
-
-def parse_duration(text: str, setting: str) -> timedelta:
-    """`90s`, `15 minutes`, `2h`, `1 day`, `1w` -> timedelta; a clear error names the setting."""
-    match = _DURATION.match(str(text))
-    if not match:
-        raise ValueError(
-            f"{setting}: {text!r} is not a duration; write a number and a unit, "
-            "e.g. '30s', '15 minutes', '2h', '1 day'"
-        )
-    number, unit = match.groups()
-    return timedelta(seconds=float(number) * _UNIT_SECONDS[unit[0].lower()])
 
 
 Number = TypeVar("Number", int, float)
@@ -62,23 +26,6 @@ def within(value: Number, low: float | None, high: float | None, setting: str) -
             bounds = f"at least {low:,}" if low is not None else f"at most {high:,}"
         raise ValueError(f"{setting} is {value:,}; set it {bounds}")
     return value
-
-
-def parse_start(text: str) -> datetime:
-    for fmt in (
-        "%Y-%m-%d",
-        "%Y-%m-%d %H:%M",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d-%H:%M",
-        "%Y-%m-%dT%H:%M:%S",
-    ):
-        try:
-            return datetime.strptime(text.strip().removesuffix("Z"), fmt).replace(tzinfo=UTC)
-        except ValueError:
-            continue
-    raise ValueError(
-        f"partitions.start: {text!r} is not a date; write 'YYYY-MM-DD' or 'YYYY-MM-DD HH:MM' (UTC)"
-    )
 
 
 class InfluxServerSpec(dg.Resolvable, dg.Model):
@@ -254,7 +201,7 @@ class TargetSpec(dg.Resolvable, dg.Model):
     chunk_interval: str = Field(
         default="7 days",
         description="TimescaleDB hypertable chunk interval (ignored on plain PostgreSQL).",
-        examples=["1 day", "7 days"],
+        examples=["1 day", "7 days", "1w"],
     )
 
     @field_validator("schema_", "table", "registry_table")
@@ -266,23 +213,10 @@ class TargetSpec(dg.Resolvable, dg.Model):
             )
         return value
 
-    @field_validator("chunk_interval")
-    @classmethod
-    def _chunk(cls, value: str) -> str:
-        parse_duration(value, "target.chunk_interval")
-        return value
 
-
-class PartitionsSpec(dg.Resolvable, dg.Model):
+class IngestPartitionsSpec(PartitionsSpec):
     """Time partitions: each partition is one window of the source, replaced atomically."""
 
-    start: str = Field(
-        description="First partition (UTC), 'YYYY-MM-DD' or 'YYYY-MM-DD HH:MM'.",
-        examples=["2024-01-01"],
-    )
-    granularity: Granularity = Field(
-        default="hourly", description="Window width: `15min`, `hourly` or `daily`."
-    )
     end_offset: int = Field(
         default=0,
         description="Extra partitions past the last closed one (1 = the open window is a "
@@ -291,41 +225,13 @@ class PartitionsSpec(dg.Resolvable, dg.Model):
     lateness: str | None = Field(
         default=None,
         description="Also re-read this much before each run's first window, for late points.",
-        examples=["2h"],
+        examples=["2h", "1 hour 30 minutes"],
     )
 
     @field_validator("end_offset")
     @classmethod
     def _end_offset(cls, value: int) -> int:
         return within(value, 0, 24, "partitions.end_offset")
-
-    @field_validator("start")
-    @classmethod
-    def _start(cls, value: str) -> str:
-        moment = parse_start(value)
-        if moment > datetime.now(UTC):
-            raise ValueError(f"partitions.start {value!r} is in the future; pick a past date")
-        return value
-
-    @field_validator("lateness")
-    @classmethod
-    def _lateness(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_duration(value, "partitions.lateness")
-        return value
-
-    @property
-    def width(self) -> timedelta:
-        return GRANULARITY_WIDTH[self.granularity]
-
-    def partitions_def(self) -> dg.TimeWindowPartitionsDefinition:
-        return dg.TimeWindowPartitionsDefinition(
-            start=parse_start(self.start),
-            cron_schedule=GRANULARITY_CRON[self.granularity],
-            fmt=GRANULARITY_FORMAT[self.granularity],
-            timezone="UTC",
-            end_offset=self.end_offset,
-        )
 
 
 class ChecksSpec(dg.Resolvable, dg.Model):
@@ -339,7 +245,8 @@ class ChecksSpec(dg.Resolvable, dg.Model):
     )
     gap_factor: float = Field(
         default=5.0,
-        description="A series silent for longer than this many times its median interval is a gap.",
+        description="A series silent for longer than this many times its usual interval (the "
+        "mean interval between its points in the window, its longest silence left out) is a gap.",
     )
     min_gap: str = Field(
         default="5m", description="Silences shorter than this are never reported as gaps."
@@ -356,13 +263,6 @@ class ChecksSpec(dg.Resolvable, dg.Model):
             raise ValueError(f"checks.gap_factor is {value}; set it above 1 (e.g. 5)")
         return value
 
-    @field_validator("max_lag", "min_gap")
-    @classmethod
-    def _durations(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_duration(value, "checks")
-        return value
-
 
 class AutomationSpec(dg.Resolvable, dg.Model):
     """When the platform materializes the source by itself."""
@@ -375,6 +275,3 @@ class AutomationSpec(dg.Resolvable, dg.Model):
     registry_cron: str | None = Field(
         default="0 3 * * *", description="Cron of the registry refresh; null to disable."
     )
-
-
-SourceName = Annotated[str, Field(pattern=_SOURCE_NAME.pattern)]

@@ -7,16 +7,14 @@ from typing import Annotated, Any
 
 import dagster as dg
 from dagster.components.utils.translation import TranslationFn, TranslationFnResolver
-from pydantic import Field, PrivateAttr, ValidationError
+from pydantic import PrivateAttr, ValidationError
 
 from data_platform.lib.timescale import checks
 from data_platform.lib.timescale import sql as q
-from data_platform.lib.timescale.engines import RollupEngine, open_engine
-from data_platform.lib.timescale.intervals import short_suffix
+from data_platform.lib.timescale.engines import RollupEngine
 from data_platform.lib.timescale.plan import (
     AGGREGATES,
     BUCKET_COLUMN,
-    GRANULARITY_WIDTH,
     BucketInput,
     ColumnstorePolicy,
     RefreshPolicy,
@@ -24,189 +22,58 @@ from data_platform.lib.timescale.plan import (
     RollupConfigError,
     RollupPlan,
     SourceTable,
-    YamlPath,
     build_hierarchy,
     check_identifier,
     check_policies,
-    interval_at,
-    parse_start,
     resolve_aggregates,
 )
+from data_platform.lib.timescale.postgres import PostgresEngine
 from data_platform.lib.timescale.scaffolder import TimescaleAggregateScaffolder
+from data_platform.lib.timescale.specs import (
+    BucketSpec,
+    ChecksSpec,
+    ColumnstoreSpec,
+    RefreshSpec,
+    RetentionSpec,
+    SourceSpec,
+    TargetSpec,
+    doc,
+)
+from data_platform.lib.timescale.timescaledb import TimescaleEngine
+from data_platform.lib.timing.durations import parse_duration, short_suffix
+from data_platform.lib.timing.errors import SettingError, YamlPath
+from data_platform.lib.timing.partitions import Partitions, PartitionsSpec, require_aligned
 from data_platform.lib.timing.window import Window
-from data_platform.lib.warehouse import WarehouseResource
+from data_platform.lib.warehouse import WarehouseResource, has_timescaledb
 from data_platform.lib.yaml_attributes import YamlAttributes, yaml_location
 
-IntervalText = str | int
-"""PostgreSQL interval text; YAML may read a bare `0` as a number."""
 
+def sources_partitions(
+    context: dg.ComponentLoadContext, assets: Sequence[str]
+) -> Partitions | None:
+    """The partitions of the ingest components that write `assets` (read from YAML, no server).
 
-def _doc(description: str, examples: list[Any]) -> Any:
-    """Field documentation for the YAML schema (kept for fields with defaults too)."""
-    return dg.Resolver.default(description=description, examples=examples)
+    None when no ingest component writes them; an error naming both files when two differ.
+    """
+    from data_platform.lib.influx.component import InfluxIngestComponent
 
-
-class SourceSpec(dg.Resolvable, dg.Model):
-    """The raw table the rollups read and the ingest assets that write it."""
-
-    schema_name: Annotated[
-        str,
-        _doc("Schema of the raw table.", ["plant_a"]),
-        Field(alias="schema"),
-    ]
-    table: Annotated[str, _doc("Raw table name.", ["influx_hist"])] = "influx_hist"
-    time_column: Annotated[str, _doc("Timestamp column (timestamptz).", ["ts"])] = "ts"
-    signal_column: Annotated[
-        str, _doc("Column identifying the signal; kept as a rollup column.", ["tag_id"])
-    ] = "tag_id"
-    value_column: Annotated[
-        str, _doc("Numeric value column; rows where it is NULL are left out.", ["value"])
-    ] = "value"
-    assets: Annotated[
-        list[str],
-        _doc(
-            "Asset keys of the ingest assets that write the raw table; the narrowest rollup "
-            "depends on them.",
-            [["plant_a/influx/power"]],
-        ),
-    ] = []
-
-
-class TargetSpec(dg.Resolvable, dg.Model):
-    """Where the rollups are created."""
-
-    schema_name: Annotated[
-        str,
-        _doc("Schema of the rollup views or tables (created when missing).", ["plant_a"]),
-        Field(alias="schema"),
-    ]
-    name_prefix: Annotated[
-        str,
-        _doc(
-            "Rollup names are `<name_prefix>_<bucket name>`, e.g. plant_a_power_1m.",
-            ["plant_a_power"],
-        ),
-    ]
-
-
-class PartitionsSpec(dg.Resolvable, dg.Model):
-    """Time partitions; must be the ingest component's (same start and granularity)."""
-
-    start: Annotated[
-        str,
-        _doc(
-            "First partition (ISO date or date-time, UTC). Use the ingest component's "
-            "partitions.start.",
-            ["2024-01-01"],
-        ),
-    ]
-    granularity: Annotated[
-        str,
-        dg.Resolver.default(
-            description="Partition length: 15min, hourly or daily. Use the ingest component's "
-            "partitions.granularity so every rollup partition maps to one ingest partition.",
-            examples=["hourly"],
-            json_schema_extra={"enum": list(GRANULARITY_WIDTH)},
-        ),
-    ] = "hourly"
-
-
-class RefreshSpec(dg.Resolvable, dg.Model):
-    """A TimescaleDB refresh policy (`add_continuous_aggregate_policy`)."""
-
-    start_offset: Annotated[
-        IntervalText,
-        _doc(
-            "Start of the refreshed window, back from now. Must be at least end_offset + 2 "
-            "bucket widths.",
-            ["3 hours"],
-        ),
-    ]
-    end_offset: Annotated[
-        IntervalText,
-        _doc("End of the refreshed window, back from now ('0' for now).", ["1 minute"]),
-    ]
-    schedule_interval: Annotated[IntervalText, _doc("How often the policy runs.", ["30 minutes"])]
-
-
-class BucketSpec(dg.Resolvable, dg.Model):
-    """One bucket width: one rollup view or table and one asset."""
-
-    width: Annotated[
-        IntervalText,
-        _doc(
-            "Bucket width as PostgreSQL interval text ('1 minute', '5 minutes', '1 hour', "
-            "'1 day'; shorthands '15m', '1h', '1d'). A wider bucket is built from the nearest "
-            "narrower one that divides it.",
-            ["1 minute"],
-        ),
-    ]
-    name: Annotated[
-        str | None,
-        _doc("Name suffix; defaults to the width in short form (1m, 5m, 1h, 1d).", ["1m"]),
-    ] = None
-    refresh: Annotated[
-        RefreshSpec | None,
-        _doc(
-            "Refresh policy for this bucket, replacing the top-level `refresh`.",
-            [{"start_offset": "3 days", "end_offset": "1 hour", "schedule_interval": "1 hour"}],
-        ),
-    ] = None
-    drop_after: Annotated[
-        IntervalText | None,
-        _doc("Retention for this bucket, replacing retention.drop_after.", ["30 days"]),
-    ] = None
-
-
-class ColumnstoreSpec(dg.Resolvable, dg.Model):
-    """Columnstore (compression on TimescaleDB < 2.18) for the rollups."""
-
-    after: Annotated[
-        IntervalText,
-        _doc(
-            "Convert chunks older than this (TimescaleDB before 2.19: above every refresh "
-            "start_offset).",
-            ["7 days"],
-        ),
-    ]
-    segmentby: Annotated[
-        list[str] | None,
-        _doc("Segment-by columns; defaults to the signal column.", [["tag_id"]]),
-    ] = None
-    orderby: Annotated[
-        str | None,
-        _doc("Order-by within segments; defaults to 'bucket DESC'.", ["bucket DESC"]),
-    ] = None
-
-
-class RetentionSpec(dg.Resolvable, dg.Model):
-    """How long rollups (and optionally the raw table) keep data."""
-
-    drop_after: Annotated[
-        IntervalText | None,
-        _doc("Drop rollup data older than this (every bucket without its own).", ["365 days"]),
-    ] = None
-    raw_drop_after: Annotated[
-        IntervalText | None,
-        _doc(
-            "Drop raw data older than this. Must cover every refresh start_offset of rollups "
-            "reading the raw table. Left out: the raw table's retention is not touched.",
-            ["30 days"],
-        ),
-    ] = None
-
-
-class ChecksSpec(dg.Resolvable, dg.Model):
-    """Thresholds of the rollup asset checks."""
-
-    freshness_max_lag: Annotated[
-        IntervalText | None,
-        _doc(
-            "How far the newest source point may lie beyond the newest bucket's end before the "
-            "freshness check fails; defaults to one partition.",
-            ["2 hours"],
-        ),
-    ] = None
+    wanted = {dg.AssetKey.from_user_string(k) for k in assets}
+    found: dict[Partitions, str] = {}
+    for ingest in context.component_tree.get_all_components(of_type=InfluxIngestComponent):
+        if wanted & ingest.asset_keys():
+            partitions = ingest.ingest_plan().partitions
+            found.setdefault(Partitions(partitions.start, partitions.granularity), ingest.defs_file)
+    if len(found) > 1:
+        (first, first_file), (second, second_file) = list(found.items())[:2]
+        raise RollupConfigError(
+            ("partitions",),
+            "`partitions` is left out and the ingest components writing source.assets differ: "
+            f"{first_file} starts {first.start.isoformat()} {first.granularity}, {second_file} "
+            f"starts {second.start.isoformat()} {second.granularity}",
+            "give those ingest components the same partitions.start and granularity, or set "
+            "`partitions` here",
+        )
+    return next(iter(found), None)
 
 
 def _rollup_template_vars(rollup: Rollup) -> dict[str, Any]:
@@ -242,35 +109,36 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
 
     source: Annotated[
         SourceSpec,
-        _doc(
+        doc(
             "The raw table and its ingest assets.",
             [{"schema": "plant_a", "assets": ["plant_a/influx/power"]}],
         ),
     ]
     target: Annotated[
         TargetSpec,
-        _doc(
+        doc(
             "Schema and name prefix of the rollups.",
             [{"schema": "plant_a", "name_prefix": "plant_a_power"}],
         ),
     ]
     partitions: Annotated[
-        PartitionsSpec,
-        _doc(
-            "Time partitions, identical to the ingest component's.",
+        PartitionsSpec | None,
+        doc(
+            "Time partitions, identical to the ingest component's. Left out: the partitions of "
+            "the ingest components that write source.assets.",
             [{"start": "2024-01-01", "granularity": "hourly"}],
         ),
-    ]
+    ] = None
     buckets: Annotated[
         list[BucketSpec],
-        _doc(
+        doc(
             "Bucket widths; each becomes one rollup and one asset.",
             [[{"width": "1 minute"}, {"width": "1 hour"}, {"width": "1 day"}]],
         ),
     ]
     aggregates: Annotated[
         list[str],
-        _doc(
+        doc(
             "Aggregates to store: a subset of avg, min, max, count, sum, first, last "
             "(count is always stored, sum whenever avg is).",
             [["avg", "min", "max", "last"]],
@@ -278,7 +146,7 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
     ] = list(AGGREGATES)
     materialized_only: Annotated[
         bool,
-        _doc(
+        doc(
             "TimescaleDB only: false makes the views real-time (recent raw data is aggregated "
             "on read).",
             [True],
@@ -286,7 +154,7 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
     ] = True
     refresh: Annotated[
         RefreshSpec | None,
-        _doc(
+        doc(
             "Refresh policy for every bucket without its own. Left out: rollups refresh only "
             "through Dagster materializations.",
             [
@@ -300,11 +168,11 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
     ] = None
     columnstore: Annotated[
         ColumnstoreSpec | None,
-        _doc("Columnstore policy for the rollups (TimescaleDB).", [{"after": "7 days"}]),
+        doc("Columnstore policy for the rollups (TimescaleDB).", [{"after": "7 days"}]),
     ] = None
     retention: Annotated[
         RetentionSpec | None,
-        _doc(
+        doc(
             "Retention of rollups and of the raw table. TimescaleDB: retention policies; "
             "PostgreSQL: rows are deleted by each materialization.",
             [{"drop_after": "365 days", "raw_drop_after": "30 days"}],
@@ -323,11 +191,12 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
     ] = "fail"
     checks: Annotated[
         ChecksSpec | None,
-        _doc("Asset check thresholds.", [{"freshness_max_lag": "2 hours"}]),
+        doc("Asset check thresholds.", [{"freshness_max_lag": "2 hours"}]),
     ] = None
     translation: Annotated[TranslationFn[Rollup] | None, _translation_resolver] = None
 
     _plan: RollupPlan | None = PrivateAttr(default=None)
+    _source_partitions: Partitions | None = PrivateAttr(default=None)
     _specs: dict[str, dg.AssetSpec] = PrivateAttr(default_factory=dict)
 
     @classmethod
@@ -337,8 +206,10 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
         """Load from YAML and validate, pointing errors at the offending line of defs.yaml."""
         try:
             component = super().load(attributes, context)
+            if component.partitions is None:
+                component._source_partitions = sources_partitions(context, component.source.assets)
             component.rollup_plan()
-        except RollupConfigError as exc:
+        except SettingError as exc:
             raise exc.located(yaml_location(context, exc.path, exc.problem)) from None
         except ValidationError as exc:
             first = exc.errors()[0]
@@ -359,6 +230,22 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
         if self._plan is None:
             self._plan = self._build_plan()
         return self._plan
+
+    def rollup_partitions(self) -> Partitions:
+        """The YAML's partitions, else those of the ingest components writing source.assets."""
+        if self.partitions is not None:
+            return self.partitions.parsed(aligned=True)
+        if self._source_partitions is None:
+            raise RollupConfigError(
+                ("partitions",),
+                "`partitions` is left out and no ingest component of the project writes "
+                "source.assets",
+                "set `partitions` (start and granularity), or list the ingest assets in "
+                "source.assets",
+            )
+        parsed = self._source_partitions
+        require_aligned(parsed.start, parsed.granularity, ("partitions",), parsed.start.isoformat())
+        return parsed
 
     def _build_plan(self) -> RollupPlan:
         src = self.source
@@ -387,13 +274,7 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
                 )
         target_schema = check_identifier(("target", "schema"), self.target.schema_name, "schema")
         prefix = check_identifier(("target", "name_prefix"), self.target.name_prefix, "prefix")
-        granularity = self.partitions.granularity
-        if granularity not in ("15min", "hourly", "daily"):
-            raise RollupConfigError(
-                ("partitions", "granularity"),
-                f"granularity {granularity!r} is not one of 15min, hourly, daily",
-                "use 15min, hourly or daily: the ingest component's partitions.granularity",
-            )
+        partitions = self.rollup_partitions()
         on_change = self.on_definition_change
         if on_change not in ("fail", "rebuild"):
             raise RollupConfigError(
@@ -401,24 +282,23 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
                 f"{on_change!r} is not fail or rebuild",
                 "use `fail` (stop on a changed definition) or `rebuild` (drop and rebuild)",
             )
-        start = parse_start(("partitions", "start"), self.partitions.start, granularity)
         columns, _ = resolve_aggregates(("aggregates",), self.aggregates)
 
         default_refresh = self._refresh_policy(("refresh",), self.refresh) if self.refresh else None
         retention = self.retention or RetentionSpec()
         default_drop = (
-            interval_at(("retention", "drop_after"), retention.drop_after)
+            parse_duration(retention.drop_after, ("retention", "drop_after"))
             if retention.drop_after is not None
             else None
         )
         raw_drop = (
-            interval_at(("retention", "raw_drop_after"), retention.raw_drop_after)
+            parse_duration(retention.raw_drop_after, ("retention", "raw_drop_after"))
             if retention.raw_drop_after is not None
             else None
         )
         inputs: list[BucketInput] = []
         for index, bucket in enumerate(self.buckets):
-            width = interval_at(("buckets", index, "width"), bucket.width)
+            width = parse_duration(bucket.width, ("buckets", index, "width"))
             suffix = bucket.name if bucket.name is not None else short_suffix(width)
             if not suffix or not all(ch.isalnum() or ch == "_" for ch in suffix):
                 raise RollupConfigError(
@@ -433,7 +313,7 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
             )
             if bucket.drop_after is not None:
                 drop_path: YamlPath = ("buckets", index, "drop_after")
-                drop = interval_at(drop_path, bucket.drop_after)
+                drop = parse_duration(bucket.drop_after, drop_path)
             else:
                 drop_path, drop = ("retention", "drop_after"), default_drop
             inputs.append(BucketInput(index, width, suffix, refresh, drop, drop_path))
@@ -442,9 +322,9 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
         columnstore = self._columnstore_policy(source, columns) if self.columnstore else None
         lag_text = self.checks.freshness_max_lag if self.checks else None
         max_lag = (
-            interval_at(("checks", "freshness_max_lag"), lag_text)
+            parse_duration(lag_text, ("checks", "freshness_max_lag"))
             if lag_text is not None
-            else GRANULARITY_WIDTH[granularity]
+            else partitions.width
         )
         plan = RollupPlan(
             source=source,
@@ -453,8 +333,7 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
             materialized_only=self.materialized_only,
             columnstore=columnstore,
             raw_drop_after=raw_drop,
-            partitions_start=start,
-            granularity=granularity,
+            partitions=partitions,
             on_definition_change=on_change,
             freshness_max_lag=max_lag,
         )
@@ -464,9 +343,9 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
     @staticmethod
     def _refresh_policy(path: YamlPath, spec: RefreshSpec) -> RefreshPolicy:
         return RefreshPolicy(
-            start_offset=interval_at((*path, "start_offset"), spec.start_offset),
-            end_offset=interval_at((*path, "end_offset"), spec.end_offset, allow_zero=True),
-            schedule_interval=interval_at((*path, "schedule_interval"), spec.schedule_interval),
+            start_offset=parse_duration(spec.start_offset, (*path, "start_offset")),
+            end_offset=parse_duration(spec.end_offset, (*path, "end_offset"), allow_zero=True),
+            schedule_interval=parse_duration(spec.schedule_interval, (*path, "schedule_interval")),
             path=path,
         )
 
@@ -499,22 +378,14 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
                 )
             orderby.append((words[0], direction))
         return ColumnstorePolicy(
-            after=interval_at(("columnstore", "after"), spec.after),
+            after=parse_duration(spec.after, ("columnstore", "after")),
             segmentby=segmentby,
             orderby=tuple(orderby),
         )
 
     def partitions_def(self) -> dg.TimeWindowPartitionsDefinition:
         """The ingest component's partitions: same start, same granularity, UTC."""
-        plan = self.rollup_plan()
-        start = plan.partitions_start
-        if plan.granularity == "hourly":
-            return dg.HourlyPartitionsDefinition(start_date=start, timezone="UTC")
-        if plan.granularity == "daily":
-            return dg.DailyPartitionsDefinition(start_date=start, timezone="UTC")
-        return dg.TimeWindowPartitionsDefinition(
-            cron_schedule="*/15 * * * *", start=start, fmt="%Y-%m-%d-%H:%M", timezone="UTC"
-        )
+        return self.rollup_plan().partitions.definition()
 
     # -- asset graph -----------------------------------------------------------------------------
 
@@ -598,7 +469,11 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
 
     def open_engine(self, warehouse: WarehouseResource, log: Any = None) -> RollupEngine:
         """TimescaleDB continuous aggregates when the extension is installed, else tables."""
-        return open_engine(self.rollup_plan(), warehouse, log)
+        with warehouse.connection() as conn:
+            version = has_timescaledb(conn)
+        if version:
+            return TimescaleEngine(self.rollup_plan(), warehouse, version, log)
+        return PostgresEngine(self.rollup_plan(), warehouse, log)
 
     def execute(
         self, context: dg.AssetExecutionContext, warehouse: WarehouseResource

@@ -6,49 +6,26 @@ Nothing here touches a database: plans are built when definitions load (also in 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 from typing import Literal
 
-from data_platform.lib.timescale.intervals import IntervalError, format_interval, parse_interval
 from data_platform.lib.timing.buckets import is_multiple
-from data_platform.lib.yaml_attributes import YamlPath, yaml_path_text
+from data_platform.lib.timing.durations import format_interval
+from data_platform.lib.timing.errors import SettingError, YamlPath, yaml_path_text
+from data_platform.lib.timing.partitions import Partitions
 
 AGGREGATES: tuple[str, ...] = ("avg", "min", "max", "count", "sum", "first", "last")
 """Every aggregate a rollup can store, in column order."""
 
-Granularity = Literal["15min", "hourly", "daily"]
-GRANULARITY_WIDTH: dict[str, timedelta] = {
-    "15min": timedelta(minutes=15),
-    "hourly": timedelta(hours=1),
-    "daily": timedelta(days=1),
-}
 OnDefinitionChange = Literal["rebuild", "fail"]
 BUCKET_COLUMN = "bucket"
 MAX_IDENTIFIER = 63  # PostgreSQL's NAMEDATALEN - 1: longer names are silently truncated
 
-_ZERO = re.compile(r"^0+\s*[a-z]*$")
 
-
-class RollupConfigError(ValueError):
+class RollupConfigError(SettingError):
     """A rollup YAML setting is invalid; the message names the field, the problem and the fix."""
-
-    def __init__(self, path: YamlPath, problem: str, fix: str) -> None:
-        self.path = path
-        self.problem = problem
-        self.fix = fix
-        self.location: str | None = None
-        super().__init__(f"{yaml_path_text(path)}: {problem}. Fix: {fix}")
-
-    def located(self, location: str | None) -> RollupConfigError:
-        """The same error, its message led by the defs.yaml file, line and snippet."""
-        error = RollupConfigError(self.path, self.problem, self.fix)
-        if location:
-            error.location = location
-            error.args = (f"{location}\n{self.args[0]}",)
-        return error
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,14 +111,13 @@ class RollupPlan:
     materialized_only: bool
     columnstore: ColumnstorePolicy | None
     raw_drop_after: timedelta | None
-    partitions_start: datetime
-    granularity: Granularity
+    partitions: Partitions
     on_definition_change: OnDefinitionChange
     freshness_max_lag: timedelta
 
     @property
     def partition_width(self) -> timedelta:
-        return GRANULARITY_WIDTH[self.granularity]
+        return self.partitions.width
 
     def by_name(self, name: str) -> Rollup:
         return next(r for r in self.rollups if r.name == name)
@@ -170,21 +146,6 @@ def definition_hash(*parts: str) -> str:
 # -- building a plan from YAML values -----------------------------------------------------------
 
 
-def interval_at(path: YamlPath, text: str | int | float, *, allow_zero: bool = False) -> timedelta:
-    """Parse interval text found at `path`, turning a parse error into a RollupConfigError."""
-    if allow_zero and _ZERO.match(str(text).strip().lower()):
-        return timedelta()
-    try:
-        return parse_interval(text)
-    except IntervalError as exc:
-        raise RollupConfigError(
-            path,
-            str(exc),
-            "write a PostgreSQL interval such as '1 minute', '5 minutes', '1 hour', '1 day' "
-            "(shorthands '15m', '1h', '1d' also work)",
-        ) from None
-
-
 def check_identifier(path: YamlPath, value: str, what: str) -> str:
     if not value or not value.strip():
         raise RollupConfigError(path, f"{what} is empty", f"set {yaml_path_text(path)}")
@@ -197,35 +158,6 @@ def check_identifier(path: YamlPath, value: str, what: str) -> str:
     if "\x00" in value:
         raise RollupConfigError(path, f"{what} contains a NUL byte", "remove it")
     return value
-
-
-def parse_start(path: YamlPath, value: str | date, granularity: str) -> datetime:
-    """ISO date or date-time; naive values are UTC. Must sit on a partition boundary."""
-    try:
-        if isinstance(value, datetime):
-            moment = value
-        elif isinstance(value, date):
-            moment = datetime(value.year, value.month, value.day)
-        else:
-            moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise RollupConfigError(
-            path,
-            f"{value!r} is not an ISO date or date-time",
-            "write it like '2024-01-01' or '2024-01-01T00:00:00+00:00' "
-            "(the same value as the ingest component's partitions.start)",
-        ) from None
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    width = GRANULARITY_WIDTH.get(granularity)
-    if width is not None:
-        since_midnight = moment - moment.replace(hour=0, minute=0, second=0, microsecond=0)
-        if since_midnight % width:
-            raise RollupConfigError(
-                path,
-                f"{value!r} does not start a {granularity} partition",
-                f"use a start on a {granularity} boundary in UTC (e.g. '{moment.date()}')",
-            )
-    return moment
 
 
 def resolve_aggregates(path: YamlPath, names: Sequence[str]) -> tuple[tuple[str, ...], set[str]]:
@@ -382,6 +314,6 @@ def check_policies(plan: RollupPlan) -> None:
             raise RollupConfigError(
                 ("retention", "raw_drop_after"),
                 f"raw data is kept {format_interval(plan.raw_drop_after)}, less than one "
-                f"{plan.granularity} partition",
+                f"{plan.partitions.granularity} partition",
                 f"keep at least {format_interval(plan.partition_width)}",
             )

@@ -157,7 +157,7 @@ class InfluxClient:
         window: Window,
         *,
         fields: Sequence[str] | None = None,
-        tag_filters: Mapping[str, Sequence[str]] | None = None,
+        tag_filters: Mapping[str, Sequence[str]] | TagFilter | None = None,
         chunk_size: int | None = None,
     ) -> Iterator[SeriesBatch]:
         """The points of `window` ([start, end)), one batch per series per chunk.

@@ -240,7 +240,7 @@ class LineProtocolSource:
         window: Window,
         *,
         fields: Sequence[str] | None = None,
-        tag_filters: Mapping[str, Sequence[str]] | None = None,
+        tag_filters: Mapping[str, Sequence[str]] | TagFilter | None = None,
         chunk_size: int = 10_000,
     ) -> Iterator[SeriesBatch]:
         """Points of `measurement` with window.start_ns <= time < window.end_ns, per series.

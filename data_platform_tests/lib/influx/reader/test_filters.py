@@ -7,11 +7,10 @@ from pathlib import Path
 import pytest
 
 from data_platform.lib.historian.signals import Signal
-from data_platform.lib.influx.component import _matches
+from data_platform.lib.influx.plan import MeasurementSelection
 from data_platform.lib.influx.reader.filters import TagFilter
 from data_platform.lib.influx.reader.influxql import tag_condition
 from data_platform.lib.influx.reader.source import LineProtocolSource
-from data_platform.lib.influx.specs import MeasurementSpec
 from data_platform.utils.local_servers import LocalInfluxd
 from data_platform_tests.lib.influx.reader.support import EVERYTHING, T0_NS, client_for
 
@@ -58,8 +57,8 @@ def test_both_readers_and_the_component_keep_the_same_series(
     tag_filter = TagFilter.of(tags)
     assert tag_filter is not None
     assert sorted(t for t in every_series if tag_filter.matches(t)) == from_server
-    spec = MeasurementSpec(name="m", tags=tags)
-    kept = sorted(t for t in every_series if _matches(Signal("s", "m", t, "v"), spec))
+    selection = MeasurementSelection("m", "m", tags={k: tuple(v) for k, v in tags.items()})
+    kept = sorted(t for t in every_series if selection.keeps(Signal("s", "m", t, "v")))
     assert kept == from_server
 
 

@@ -1,4 +1,4 @@
-"""Interval text and bucket alignment (TimescaleDB's origin, 2000-01-03 UTC)."""
+"""Durations (one grammar, short and long forms) and bucket alignment (origin 2000-01-03 UTC)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from data_platform.lib.timescale.intervals import (
-    IntervalError,
+from data_platform.lib.timing.durations import (
     format_interval,
-    parse_interval,
+    parse_duration,
     short_suffix,
 )
+from data_platform.lib.timing.errors import SettingError
 from data_platform.lib.timing.window import Window
 
 
@@ -30,9 +30,9 @@ from data_platform.lib.timing.window import Window
     ],
 )
 def test_interval_text(text: str, width: timedelta, canonical: str, suffix: str) -> None:
-    assert parse_interval(text) == width
+    assert parse_duration(text) == width
     assert format_interval(width) == canonical
-    assert parse_interval(canonical) == width
+    assert parse_duration(canonical) == width
     assert short_suffix(width) == suffix
 
 
@@ -40,8 +40,39 @@ def test_interval_text(text: str, width: timedelta, canonical: str, suffix: str)
     "text", ["1 month", "2 years", "5", "1 fortnight", "0 minutes", "", "1 h x"]
 )
 def test_refused_interval_text(text: str) -> None:
-    with pytest.raises(IntervalError):
-        parse_interval(text)
+    with pytest.raises(SettingError):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "width"),
+    [
+        ("90s", timedelta(seconds=90)),
+        ("1.5h", timedelta(minutes=90)),
+        ("2d", timedelta(days=2)),
+        ("1w", timedelta(weeks=1)),
+        ("01:30", timedelta(minutes=90)),
+        ("5 minutes", timedelta(minutes=5)),
+        ("1 hour 30 minutes", timedelta(minutes=90)),
+        ("0.5 days", timedelta(hours=12)),
+        ("3 hrs", timedelta(hours=3)),
+    ],
+)
+def test_short_and_long_forms_are_one_grammar(text: str, width: timedelta) -> None:
+    assert parse_duration(text) == width
+
+
+def test_refusals_name_the_field_and_the_fix() -> None:
+    with pytest.raises(SettingError) as info:
+        parse_duration("soon", ("checks", "max_lag"))
+    assert str(info.value).startswith("checks.max_lag: 'soon' is not a duration. Fix: write")
+    assert info.value.path == ("checks", "max_lag")
+    with pytest.raises(SettingError, match="calendar months"):
+        parse_duration("1 month", ("partitions", "lateness"))
+    with pytest.raises(SettingError, match="not a positive duration"):
+        parse_duration("0s")
+    assert parse_duration("0", allow_zero=True) == timedelta()
+    assert parse_duration(0, allow_zero=True) == timedelta()
 
 
 def test_windows_widen_to_buckets_on_the_timescaledb_origin() -> None:

@@ -1,4 +1,10 @@
-"""Interval text as PostgreSQL writes it (`1 minute`, `5 minutes`, `1 day`)."""
+"""Durations in YAML: one grammar for every field that takes one.
+
+Short form `90s`, `15m`, `1.5h`, `2d`, `1w`; long form `5 minutes`, `1 hour 30 minutes`,
+PostgreSQL's `interval '30 seconds'`, or a clock `01:30` (`01:30:00`). Months and years are
+refused: their length varies, and neither TimescaleDB's hierarchical buckets nor PostgreSQL's
+`date_bin` accept them.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import re
 from datetime import timedelta
 
 from data_platform.lib.timing.buckets import micros as _micros
+from data_platform.lib.timing.errors import SettingError, YamlPath
 
 _UNITS: dict[str, timedelta] = {
     "microsecond": timedelta(microseconds=1),
@@ -36,62 +43,63 @@ _ALIASES: dict[str, str] = {
     "w": "week",
 }
 _CALENDAR_UNITS = {"month", "months", "mon", "mons", "year", "years", "y", "yr", "yrs"}
-_PART = re.compile(r"(\d+)\s*([a-z]+)")
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]+)")
 _CLOCK = re.compile(r"^(\d+):(\d{2})(?::(\d{2}))?$")
+_ZERO = re.compile(r"^0+\s*[a-z]*$")
+
+EXAMPLES = "'30s', '1 minute', '5 minutes', '1.5h', '1 hour 30 minutes' or '01:30'"
+FIX = f"write a number and a unit, e.g. {EXAMPLES}"
 
 
-class IntervalError(ValueError):
-    """Interval text that cannot be read as a fixed-length duration."""
-
-
-def parse_interval(text: str | int | float) -> timedelta:
-    """Read `1 minute`, `5 minutes`, `1 hour 30 minutes`, `15m`, `1h`, `1d`, `01:30:00`.
-
-    Months and years are refused: their length varies, and neither TimescaleDB's hierarchical
-    buckets nor PostgreSQL's `date_bin` accept them.
-    """
-    if isinstance(text, bool) or not isinstance(text, str):
-        raise IntervalError(f"{text!r} is not interval text; write it like '5 minutes' or '1 hour'")
-    normalized = text.strip().lower()
-    if normalized.startswith("interval "):
-        normalized = normalized[len("interval ") :].strip().strip("'")
-    if not normalized:
-        raise IntervalError("empty interval; write it like '5 minutes' or '1 hour'")
-    clock = _CLOCK.match(normalized)
+def parse_duration(
+    value: str | int | float, path: YamlPath = (), *, allow_zero: bool = False
+) -> timedelta:
+    """A positive fixed-length duration (zero too with `allow_zero`); SettingError otherwise."""
+    if allow_zero and _ZERO.match(str(value).strip().lower()):
+        return timedelta()
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise SettingError(path, f"{value!r} is not a duration (no unit)", FIX)
+    text = value.strip().lower()
+    if text.startswith("interval "):
+        text = text[len("interval ") :].strip().strip("'")
+    if not text:
+        raise SettingError(path, "the duration is empty", FIX)
+    clock = _CLOCK.match(text)
     if clock:
         hours, minutes, seconds = (int(g) if g else 0 for g in clock.groups())
         total = timedelta(hours=hours, minutes=minutes, seconds=seconds)
     else:
         total = timedelta()
         position = 0
-        for match in _PART.finditer(normalized):
-            if normalized[position : match.start()].strip(" ,"):
+        for match in _PART.finditer(text):
+            if text[position : match.start()].strip(" ,"):
                 break
-            unit = _unit(match.group(2), text)
-            total += int(match.group(1)) * _UNITS[unit]
+            number, unit = match.group(1), _unit(match.group(2), value, path)
+            total += (float(number) if "." in number else int(number)) * _UNITS[unit]
             position = match.end()
-        if position == 0 or normalized[position:].strip(" ,"):
-            raise IntervalError(
-                f"{text!r} is not interval text; write it like '5 minutes', '1 hour' or '1d'"
-            )
+        if position == 0 or text[position:].strip(" ,"):
+            raise SettingError(path, f"{value!r} is not a duration", FIX)
     if total <= timedelta():
-        raise IntervalError(f"{text!r} is not a positive duration")
+        raise SettingError(path, f"{value!r} is not a positive duration", FIX)
     return total
 
 
-def _unit(word: str, text: str) -> str:
+def _unit(word: str, value: str, path: YamlPath) -> str:
     if word in _CALENDAR_UNITS:
-        raise IntervalError(
-            f"{text!r} uses calendar months or years, whose length varies; "
-            "write a fixed duration in days or weeks instead (e.g. '30 days')"
+        raise SettingError(
+            path,
+            f"{value!r} uses calendar months or years, whose length varies",
+            "write a fixed duration in days or weeks instead (e.g. '30 days')",
         )
     if word in _ALIASES:
         return _ALIASES[word]
     singular = word[:-1] if word.endswith("s") else word
     if singular in _UNITS:
         return singular
-    raise IntervalError(
-        f"{text!r}: unknown unit {word!r}; use seconds, minutes, hours, days or weeks"
+    raise SettingError(
+        path,
+        f"{value!r}: unknown unit {word!r}",
+        f"use seconds, minutes, hours, days or weeks: {FIX}",
     )
 
 

@@ -1,0 +1,345 @@
+"""An ingest run: open the source, register its signals, replace each window, check, report.
+
+Every call into the reader (`open_reader`) and the historian writer (`write_window`,
+`refresh_registry`) goes through this module; the component only wires assets to it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+import psycopg
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from data_platform.lib.historian.errors import HistorianWriteError
+from data_platform.lib.historian.registry import SignalRegistry
+from data_platform.lib.historian.signals import Signal
+from data_platform.lib.historian.tables import ensure_tables
+from data_platform.lib.historian.window import WindowLock, WindowWrite, replace_window
+from data_platform.lib.influx import checks
+from data_platform.lib.influx.plan import IngestPlan, MeasurementSelection
+from data_platform.lib.influx.reader.model import FieldInfo
+from data_platform.lib.influx.reader.protocol import InfluxReader
+from data_platform.lib.influx.results import AssetRun, MeasurementRun
+from data_platform.lib.timing.window import Window
+from data_platform.lib.warehouse import WarehouseResource, WarehouseUnavailable
+
+NAMING_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+class IngestError(Exception):
+    """A window of a source could not be ingested; the message names source, window and fix."""
+
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    from data_platform.lib.influx.reader.errors import InfluxTransientError
+
+    return (InfluxTransientError, WarehouseUnavailable, psycopg.OperationalError)
+
+
+@contextmanager
+def open_reader(plan: IngestPlan) -> Iterator[InfluxReader]:
+    """A reader for the source; secrets are read from the environment here, at run time."""
+    if plan.reads == "influx":
+        from data_platform.lib.influx.reader.client import InfluxClient
+        from data_platform.lib.influx.reader.settings import Credentials
+
+        spec = plan.server
+        assert spec is not None
+        credentials = Credentials(
+            username=_secret(plan, spec.username_env, "influx.username_env"),
+            password=_secret(plan, spec.password_env, "influx.password_env"),
+            token=_secret(plan, spec.token_env, "influx.token_env"),
+        )
+        with InfluxClient(
+            spec.reader,
+            credentials,
+            source=plan.source,
+            max_retries=plan.max_attempts - 1,
+            backoff_s=plan.retry_backoff_seconds,
+        ) as client:
+            yield client  # type: ignore[misc]
+    else:
+        from data_platform.lib.influx.reader.source import LineProtocolSource
+
+        files = plan.files
+        assert files is not None
+        yield LineProtocolSource(  # type: ignore[misc]
+            list(files.paths), precision=files.precision, on_error=files.on_error
+        )
+
+
+def _secret(plan: IngestPlan, env_name: str | None, setting: str) -> str | None:
+    if env_name is None:
+        return None
+    value = os.environ.get(env_name)
+    if not value:
+        raise IngestError(
+            f"source '{plan.source}': {setting} names {env_name}, which is not set; set it in "
+            ".env (local) or the deployment's environment"
+        )
+    return value
+
+
+def skipped_lines(reader: InfluxReader) -> tuple[int, list[str]]:
+    """Malformed lines a files source skipped (`on_error: skip`) in all its files: how many,
+    and the first few errors (file, line, problem). Lines are not in any window, so every
+    materialization of the source reports the total."""
+    from data_platform.lib.influx.reader.source import LineProtocolSource
+
+    if not isinstance(reader, LineProtocolSource):
+        return 0, []
+    stats = [index.stats for index in reader.files()]
+    return sum(s.skipped_lines for s in stats), [str(e) for s in stats for e in s.errors][:5]
+
+
+def signal_namer(plan: IngestPlan) -> Callable[[Signal], str]:
+    if plan.signal_name is None:
+        return Signal.default_name
+    template = NAMING_ENV.from_string(plan.signal_name)
+
+    def name(signal: Signal) -> str:
+        try:
+            return template.render(
+                source=signal.source,
+                measurement=signal.measurement,
+                tags=dict(signal.tags),
+                field=signal.field,
+                series=signal.series_key,
+            ).strip()
+        except TemplateError as exc:
+            raise IngestError(
+                f"source '{plan.source}': signal_name failed for {signal.key}: {exc}"
+            ) from exc
+
+    return name
+
+
+def new_registry(plan: IngestPlan) -> SignalRegistry:
+    return SignalRegistry(
+        plan.source,
+        plan.tables,
+        signal_namer(plan),
+        lambda signal: plan.unit_of(signal.measurement, signal.field),
+    )
+
+
+@dataclass
+class Discovery:
+    """The series x fields a selection finds at the source, and each field's type(s)."""
+
+    types: dict[str, list[FieldInfo]] = field(default_factory=dict)
+    signals: list[Signal] = field(default_factory=list)
+    field_types: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+def discover(plan: IngestPlan, reader: InfluxReader, selection: MeasurementSelection) -> Discovery:
+    """Measurements, fields (with types) and series of one selection, as the source lists them."""
+    found = Discovery()
+    names = sorted(reader.list_measurements()) if selection.every_measurement else [selection.name]
+    for name in names:
+        infos = found.types[name] = reader.list_field_keys(name)
+        by_field: dict[str, set[str]] = {}
+        for info in infos:
+            by_field.setdefault(info.field, set()).add(info.influx_type)
+        fields = [f for f in by_field if selection.fields is None or f in selection.fields]
+        for f in fields:
+            found.field_types[(name, f)] = ",".join(sorted(by_field[f]))
+        for tags in reader.list_series(name):
+            if selection.tag_filter is not None and not selection.tag_filter.matches(tags):
+                continue
+            found.signals.extend(Signal(plan.source, name, tags, f) for f in fields)
+    return found
+
+
+def ingest(
+    context: dg.AssetExecutionContext,
+    plan: IngestPlan,
+    warehouse: WarehouseResource,
+    selected: Mapping[dg.AssetKey, MeasurementSelection],
+) -> Iterator[dg.MaterializeResult]:
+    """Replace every selected measurement's windows of the run, then check them."""
+    time_window = context.partition_time_window
+    windows = plan.windows(
+        Window(time_window.start.astimezone(UTC), time_window.end.astimezone(UTC))
+    )
+    run_window = Window(windows[0].start, windows[-1].end)
+    registry = new_registry(plan)
+    with open_reader(plan) as reader:
+        with warehouse.connection() as conn:
+            engine = ensure_tables(conn, plan.tables)
+        skipped, examples = skipped_lines(reader)
+        if skipped:
+            context.log.warning(
+                f"source '{plan.source}': {skipped} malformed line(s) in the files were skipped "
+                f"(files.on_error: skip), e.g. {examples[0]}"
+            )
+        results = []
+        for key, selection in selected.items():
+            found = discover(plan, reader, selection)
+            # Registering up front keeps registry writes out of the windows' transactions;
+            # signals that appear only during a window's stream are registered then.
+            with warehouse.connection() as conn:
+                registry.load(conn)
+                registry.ensure(conn, found.signals, found.field_types)
+            runs = [MeasurementRun(selection.named(n)) for n in found.types]
+            for window in windows:
+                for run in runs:
+                    started = time.perf_counter()
+                    run.writes.append(
+                        write_window(context, plan, warehouse, reader, registry, run, window)
+                    )
+                    run.seconds += time.perf_counter() - started
+            newest = [r.newest_ns for r in runs if r.newest_ns is not None]
+            lag_s = (time.time_ns() - max(newest)) / 1e9 if newest else None
+            written = AssetRun(selection, runs, found.types, run_window, lag_s)
+            with warehouse.connection() as conn:
+                check_results = checks.run_checks(conn, plan, reader, registry, key, written)
+            metadata = run_metadata(plan, written, engine, reader)
+            results.append(
+                dg.MaterializeResult(asset_key=key, metadata=metadata, check_results=check_results)
+            )
+    yield from results
+
+
+def write_window(
+    context: dg.AssetExecutionContext,
+    plan: IngestPlan,
+    warehouse: WarehouseResource,
+    reader: InfluxReader,
+    registry: SignalRegistry,
+    run: MeasurementRun,
+    window: Window,
+) -> WindowWrite:
+    """Replace one measurement's window atomically, retrying transient failures."""
+    measurement = run.measurement
+    transient = _transient_errors()
+    where = f"source '{plan.source}', measurement {measurement.name!r}, window {window}"
+    for attempt in range(1, plan.max_attempts + 1):
+        try:
+            with (
+                warehouse.connection() as conn,
+                warehouse.connection(autocommit=True) as reg_conn,
+            ):
+
+                def known_ids() -> list[int]:
+                    signals = registry.load(reg_conn, measurement.name)
+                    return [s.tag_id for s in signals if measurement.keeps(s.signal)]
+
+                return replace_window(
+                    conn,
+                    registry,
+                    window,
+                    reader.stream_window(
+                        measurement.name,
+                        window,
+                        fields=measurement.fields,
+                        tag_filters=measurement.tag_filter,
+                    ),
+                    delete_tag_ids=known_ids,
+                    on_collision=plan.on_timestamp_collision,
+                    register_conn=reg_conn,
+                    lock=WindowLock(f"{plan.source}/{measurement.name}", plan.partitions.width),
+                )
+        except transient as exc:
+            if attempt == plan.max_attempts:
+                raise IngestError(
+                    f"{where}: failed after {attempt} attempts: {exc}. The window holds "
+                    "what it held before this run; re-run it once the server is back."
+                ) from exc
+            delay = plan.retry_backoff_seconds * 2 ** (attempt - 1)
+            context.log.warning(
+                f"{where}: attempt {attempt} failed ({type(exc).__name__}: {exc}); retrying in "
+                f"{delay:.1f}s"
+            )
+            time.sleep(delay)
+        except HistorianWriteError as exc:
+            raise IngestError(str(exc)) from exc
+    raise AssertionError("unreachable")
+
+
+def run_metadata(
+    plan: IngestPlan, written: AssetRun, engine: str | None, reader: InfluxReader
+) -> dict[str, Any]:
+    """What a materialization reports: rows, rates, windows, signals, lag and a preview."""
+    runs = written.runs
+    writes = [w for r in runs for w in r.writes]
+    rows = sum(r.rows for r in runs)
+    seconds = sum(r.seconds for r in runs)
+    metadata: dict[str, Any] = {
+        "dagster/row_count": dg.MetadataValue.int(rows),
+        "rows_written": dg.MetadataValue.int(rows),
+        "rows_replaced": dg.MetadataValue.int(sum(w.deleted for w in writes)),
+        "values_per_second": dg.MetadataValue.float(round(rows / seconds, 1) if seconds else 0.0),
+        "window": dg.MetadataValue.text(str(written.window)),
+        "windows": dg.MetadataValue.int(len(runs[0].writes) if runs else 0),
+        "series": dg.MetadataValue.int(sum(w.series for w in writes)),
+        "signals": dg.MetadataValue.int(len({t for w in writes for t in w.signals})),
+        "measurements": dg.MetadataValue.text(", ".join(r.measurement.name for r in runs)),
+        "engine": dg.MetadataValue.text(f"timescaledb {engine}" if engine else "postgresql"),
+        "table": dg.MetadataValue.text(str(plan.tables)),
+        "timestamp_collisions": dg.MetadataValue.int(written.collisions),
+    }
+    if plan.reads == "files":
+        skipped, examples = skipped_lines(reader)
+        metadata["skipped_lines"] = dg.MetadataValue.int(skipped)
+        if examples:
+            metadata["skipped_line_examples"] = dg.MetadataValue.json(examples)
+    newest = [r.newest_ns for r in runs if r.newest_ns is not None]
+    if written.lag_s is not None and newest:
+        metadata["lag_seconds"] = dg.MetadataValue.float(round(written.lag_s, 3))
+        metadata["newest_point"] = dg.MetadataValue.text(
+            datetime.fromtimestamp(max(newest) / 1e9, UTC).isoformat()
+        )
+    preview = [p for w in writes for p in w.preview][:5]
+    if preview:
+        lines = ["| ts | tag_name | value | value_text |", "|---|---|---|---|"]
+        for ts_ns, name, number, text in preview:
+            stamp = datetime.fromtimestamp(ts_ns / 1e9, UTC).isoformat()
+            lines.append(f"| {stamp} | {_md(name)} | {number} | {_md(text or '')} |")
+        metadata["preview"] = dg.MetadataValue.md("\n".join(lines))
+    return metadata
+
+
+def refresh_registry(plan: IngestPlan, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Discover measurements, series, fields and types; upsert the registry."""
+    with open_reader(plan) as reader, warehouse.connection() as conn:
+        ensure_tables(conn, plan.tables)
+        registry = new_registry(plan)
+        before = {r.signal: r for r in registry.load(conn)}
+        discovered: list[Signal] = []
+        field_types: dict[tuple[str, str], str] = {}
+        for selection in plan.measurements:
+            found = discover(plan, reader, selection)
+            discovered.extend(found.signals)
+            field_types.update(found.field_types)
+        registry.ensure(conn, discovered, field_types)
+        found_signals = set(discovered)
+        added = [s for s in discovered if s not in before]
+        removed = [s for s in before if s not in found_signals]
+        changed = registry.update_types(conn, field_types)
+        registry.mark_removed(conn, removed, found_signals)
+        conn.commit()
+    return dg.MaterializeResult(
+        metadata={
+            "signals": dg.MetadataValue.int(len(found_signals)),
+            "added": dg.MetadataValue.int(len(added)),
+            "removed": dg.MetadataValue.int(len(removed)),
+            "type_changes": dg.MetadataValue.json(changed),
+            "added_preview": dg.MetadataValue.json([s.key for s in added[:20]]),
+            "removed_preview": dg.MetadataValue.json([s.key for s in removed[:20]]),
+            "dagster/row_count": dg.MetadataValue.int(len(found_signals)),
+        }
+    )
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
