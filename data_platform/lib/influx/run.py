@@ -65,6 +65,7 @@ def open_reader(plan: IngestPlan) -> Iterator[InfluxReader]:
             source=plan.source,
             max_retries=plan.max_attempts - 1,
             backoff_s=plan.retry_backoff_seconds,
+            stream_retries=0,  # `write_window` retries the whole window
         ) as client:
             yield client  # type: ignore[misc]
     else:
@@ -219,10 +220,16 @@ def write_window(
     run: MeasurementRun,
     window: Window,
 ) -> WindowWrite:
-    """Replace one measurement's window atomically, retrying transient failures."""
+    """Replace one measurement's window atomically, retrying transient failures.
+
+    The retry budget: `max_attempts` attempts, `retry_backoff_seconds` doubling between them,
+    each attempt failing within the servers' connect timeouts once a server is gone.
+    """
     measurement = run.measurement
     transient = _transient_errors()
     where = f"source '{plan.source}', measurement {measurement.name!r}, window {window}"
+    first: BaseException | None = None
+    started = time.monotonic()
     for attempt in range(1, plan.max_attempts + 1):
         try:
             with (
@@ -250,20 +257,41 @@ def write_window(
                     lock=WindowLock(f"{plan.source}/{measurement.name}", plan.partitions.width),
                 )
         except transient as exc:
+            first = first or exc
             if attempt == plan.max_attempts:
                 raise IngestError(
-                    f"{where}: failed after {attempt} attempts: {exc}. The window holds "
-                    "what it held before this run; re-run it once the server is back."
+                    give_up_message(where, attempt, time.monotonic() - started, first, exc)
                 ) from exc
             delay = plan.retry_backoff_seconds * 2 ** (attempt - 1)
             context.log.warning(
-                f"{where}: attempt {attempt} failed ({type(exc).__name__}: {exc}); retrying in "
-                f"{delay:.1f}s"
+                f"{where}: attempt {attempt} of {plan.max_attempts} failed "
+                f"({type(exc).__name__}: {_clause(exc)}); retrying in {delay:.1f}s"
             )
             time.sleep(delay)
         except HistorianWriteError as exc:
             raise IngestError(str(exc)) from exc
     raise AssertionError("unreachable")
+
+
+def give_up_message(
+    where: str, attempts: int, seconds: float, first: BaseException, last: BaseException
+) -> str:
+    """What a window's last failed attempt says: both causes, and what the window holds."""
+    if attempts == 1 or str(first) == str(last):
+        causes = f"Cause: {_clause(last)}."
+    else:
+        causes = f"First cause: {_clause(first)}. Last cause: {_clause(last)}."
+    return (
+        f"{where}: failed after {attempts} attempt{'s' if attempts > 1 else ''} in "
+        f"{seconds:.1f}s. {causes} The window holds what it held before this run; re-run it "
+        "once the server is back."
+    )
+
+
+def _clause(exc: BaseException) -> str:
+    """An error's message as a clause: one line, without its closing period."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text.rstrip(". ")
 
 
 def run_metadata(

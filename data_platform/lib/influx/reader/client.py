@@ -80,10 +80,15 @@ class InfluxClient:
         source: str,
         max_retries: int = 3,
         backoff_s: float = 0.5,
+        stream_retries: int | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
+        """`max_retries` applies to metadata queries and, unless `stream_retries` says
+        otherwise, to opening a window's stream; a caller that retries whole windows itself
+        passes `stream_retries=0`, so retries do not multiply."""
         self.settings = settings
         self.source = source
+        self._stream_retries = max_retries if stream_retries is None else max(0, stream_retries)
         self._conn = InfluxConnection(
             settings,
             credentials or Credentials(),
@@ -275,7 +280,7 @@ class InfluxClient:
             except InfluxTransientError as exc:
                 if progress.batches:
                     raise
-                if attempt >= self._conn.max_retries:
+                if attempt >= self._stream_retries:
                     raise self._conn.gave_up(exc, attempt + 1) from exc
                 time.sleep(self._conn.log_retry(exc, attempt))
                 attempt += 1
