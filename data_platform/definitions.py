@@ -8,7 +8,8 @@ import dagster as dg
 
 from data_platform.lib.warehouse import WarehouseResource
 from data_platform.utils.alerts import build_alert_sensors
-from data_platform.utils.defs_folder import load_defs_folder, reuse_initial_load
+from data_platform.utils.dagster_shims.initial_load import reuse_initial_load
+from data_platform.utils.defs_folder import load_defs_folder
 from data_platform.utils.environment_helpers import get_environment
 from data_platform.utils.source_code import code_reference_linker
 
