@@ -15,7 +15,8 @@ from data_platform.utils.source_code import code_reference_linker
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-# The preview/beta APIs used here are pinned with dagster; their warnings are noise in `dg`.
+# The preview/beta APIs used here are those of Dagster 1.13 (the range pyproject allows); their
+# warnings are noise in `dg`.
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
