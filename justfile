@@ -40,10 +40,12 @@ fmt:
 pyright:
     uv run pyright
 
-# Validate every defs.yaml and load the definitions with no server and no secret.
+# Validate every defs.yaml and load the definitions with no server and no secret, with the
+# Dagster shims on and off (data_platform/utils/dagster_shims/README.md).
 check-defs: _home
     uv run dg check yaml
     uv run dg check defs
+    DATA_PLATFORM_DAGSTER_SHIMS=off uv run dg check defs
 
 # The test suite (args go to pytest, e.g. `just test -k ingest`).
 test *args: _home
@@ -69,7 +71,8 @@ bench-historian: sync
 bench-aggregates: sync
     uv run python scripts/bench_aggregates.py
 
-# `dg check defs` at 10 / 100 / 1,000 generated sources (args e.g. `--repeat 3`, `--profile`).
+# `dg check defs` at 10 / 100 / 1,000 generated sources (args e.g. `--repeat 3`, `--profile`,
+# `--shims off` for Dagster's own loader).
 bench-load *args: sync
     uv run python scripts/bench_load.py {{args}}
 

@@ -8,13 +8,15 @@ import dagster as dg
 
 from data_platform.lib.warehouse import WarehouseResource
 from data_platform.utils.alerts import build_alert_sensors
-from data_platform.utils.defs_folder import load_defs_folder, reuse_initial_load
+from data_platform.utils.dagster_shims.initial_load import reuse_initial_load
+from data_platform.utils.defs_folder import load_defs_folder
 from data_platform.utils.environment_helpers import get_environment, get_warehouse_options
 from data_platform.utils.source_code import code_reference_linker
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-# The preview/beta APIs used here are pinned with dagster; their warnings are noise in `dg`.
+# The preview/beta APIs used here are those of Dagster 1.13 (the range pyproject allows); their
+# warnings are noise in `dg`.
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 

@@ -1,5 +1,6 @@
 """The project's definitions: they load with nothing set and no server, and the asset graph is
-reviewed as a snapshot (`just snapshot-update` regenerates it)."""
+reviewed as a snapshot (`just snapshot-update` regenerates it). Every test runs with the Dagster
+shims on and off: both compare with the one snapshot."""
 
 from __future__ import annotations
 
@@ -7,8 +8,19 @@ import socket
 from typing import Any
 
 import dagster as dg
+import pytest
+from syrupy.extensions.amber import AmberSnapshotExtension
+from syrupy.location import PyTestLocation
+from syrupy.types import SnapshotIndex
 
 from data_platform.definitions import defs as project_defs
+from data_platform.utils.dagster_shims.switch import SWITCH
+
+
+@pytest.fixture(params=["on", "off"], autouse=True)
+def shims(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv(SWITCH, request.param)
+    return request.param
 
 
 def load_project_defs() -> dg.Definitions:
@@ -51,8 +63,19 @@ def asset_graph_summary(defs: dg.Definitions) -> dict[str, Any]:
     return summary
 
 
+class OneSnapshotForBothSettings(AmberSnapshotExtension):
+    """`test_asset_graph_snapshot[on]` and `[off]` compare with the same stored graph."""
+
+    @classmethod
+    def get_snapshot_name(cls, *, test_location: PyTestLocation, index: SnapshotIndex = 0) -> str:
+        name = super().get_snapshot_name(test_location=test_location, index=index)
+        return name.split("[", 1)[0]
+
+
 def test_asset_graph_snapshot(snapshot):
-    assert asset_graph_summary(load_project_defs()) == snapshot
+    assert asset_graph_summary(load_project_defs()) == snapshot.use_extension(
+        OneSnapshotForBothSettings
+    )
 
 
 def test_definitions_load_without_secrets_or_network(monkeypatch):

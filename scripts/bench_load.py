@@ -25,6 +25,10 @@ Loading must never contact a server: the largest size is checked once more with 
 every proxy variable pointing at a local port that counts connections, and no WAREHOUSE_URL.
 
     .venv/bin/python scripts/bench_load.py [--sizes 10 100 1000] [--repeat N] [--profile]
+        [--shims on|off]
+
+`--shims off` loads with the Dagster shims off (`DATA_PLATFORM_DAGSTER_SHIMS=off`): Dagster's own
+loader and resolution, for the figure the shims save.
 
 `--profile` also loads the largest size's definitions in this process under cProfile and prints
 where the time goes.
@@ -58,6 +62,11 @@ TARGET_SECONDS = 15.0
 # Per-source cost at the largest size over the cost at the size before it; below this is linear.
 LINEAR_RATIO = 1.25
 DG_TIMEOUT = 3600.0
+# `data_platform.utils.dagster_shims.switch.SWITCH`, not imported: `--profile` must import the
+# copy's data_platform, not this checkout's.
+SWITCH = "DATA_PLATFORM_DAGSTER_SHIMS"
+# Set for every `dg` process the script runs: the shims on or off (`--shims`).
+DG_ENV: dict[str, str] = {}
 
 INGEST = Template("""\
 # A generated plant for scripts/bench_load.py, shaped like plants/plant_north.
@@ -173,7 +182,7 @@ def check_defs(project: Path, env: dict[str, str] | None = None) -> tuple[float,
     """One `dg check defs`: its wall time and the CPU time of the processes it ran."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    result = dg(project, "check", "defs", env=env, timeout=DG_TIMEOUT)
+    result = dg(project, "check", "defs", env=DG_ENV | (env or {}), timeout=DG_TIMEOUT)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
@@ -184,7 +193,7 @@ def check_defs(project: Path, env: dict[str, str] | None = None) -> tuple[float,
 
 def count_assets(project: Path) -> int:
     """Counted after the timed runs, in a `dg` process of its own, so it leaves them alone."""
-    result = dg(project, "list", "defs", "--json", timeout=DG_TIMEOUT)
+    result = dg(project, "list", "defs", "--json", env=DG_ENV, timeout=DG_TIMEOUT)
     if result.returncode != 0:
         raise SystemExit(f"dg list defs failed:\n{result.stderr[-4000:]}")
     return len(json.loads(result.stdout[result.stdout.index("{") :])["assets"])
@@ -255,7 +264,7 @@ def defs():
 def check_yaml_seconds(project: Path) -> float:
     """`dg check yaml` alone, on the sources generated last."""
     started = time.perf_counter()
-    result = dg(project, "check", "yaml", timeout=DG_TIMEOUT)
+    result = dg(project, "check", "yaml", env=DG_ENV, timeout=DG_TIMEOUT)
     if result.returncode != 0:
         raise SystemExit(f"dg check yaml failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
     return time.perf_counter() - started
@@ -361,6 +370,7 @@ def profile_load(project: Path, top: int) -> None:
         del os.environ[name]
     os.environ["DAGSTER_HOME"] = str(project / ".dagster_home")
     os.environ["DAGSTER_IS_DEFS_VALIDATION_CLI"] = "1"
+    os.environ.update(DG_ENV)
     os.chdir(project)
     sys.path.insert(0, str(project))
 
@@ -394,7 +404,7 @@ def profile_load(project: Path, top: int) -> None:
 
 def print_table(rows: list[Measurement], baseline: Measurement, repeat: int) -> None:
     log(
-        f"\n`dg check defs`, wall time, median of {repeat} run(s) "
+        f"\n`dg check defs` (Dagster shims {DG_ENV[SWITCH]}), wall time, median of {repeat} run(s) "
         "(cpu s: CPU time of the dg processes, less sensitive to other load on the machine)"
     )
     log(
@@ -445,7 +455,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per size (median)")
     parser.add_argument("--profile", action="store_true", help="cProfile the largest size")
     parser.add_argument("--top", type=int, default=15, help="functions shown by --profile")
+    parser.add_argument(
+        "--shims",
+        choices=["on", "off"],
+        default="on",
+        help="the Dagster shims (data_platform/utils/dagster_shims): on, or off for Dagster's "
+        "own loader",
+    )
     args = parser.parse_args()
+    DG_ENV[SWITCH] = args.shims
     sizes = sorted(set(args.sizes))
 
     root = Path(tempfile.mkdtemp(prefix="bench-load-"))
@@ -454,7 +472,8 @@ def main() -> None:
         empty_defs_folder(project)
         log(
             f"Project copy: {project} (sample sources removed; generated sources only)\n"
-            f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start"
+            f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start\n"
+            f"Dagster shims {args.shims} ({SWITCH}={args.shims})"
         )
         # Untimed: compiles the copy's bytecode, which every later run then reads.
         check_defs(project)

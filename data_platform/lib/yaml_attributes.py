@@ -1,107 +1,28 @@
 """How the platform's components read their YAML attributes.
 
-- Templates: Dagster resolves every string of a component's YAML by compiling it as a Jinja
-  template (`NativeTemplate(value).render(...)`), even `inverter` or `15 minutes`: that compile
-  is most of the cost of loading a component. Resolution here renders the same values to the
-  same results, but renders plain text (no `{`, so no Jinja syntax) the way Jinja would without
-  compiling it, and compiles each templated string once per process. Failures are handed back to
-  Dagster's own resolution so its error messages are unchanged.
 - Shapes: Dagster accepts a string wherever YAML may hold a template, so a string where a list
   or a block of settings belongs (`measurements: inverter`, or a template that renders to one)
   would reach its resolver and fail there with an AttributeError; it is refused first, naming
-  the file, the field and the fix.
-- Fields: Dagster's `resolve_fields` works out each field's resolver from the class's type hints
-  (and dumps the model once per field) every time a block is resolved; `resolve_fields_cached`
-  works them out once per class, then resolves exactly as Dagster does.
+  the file, the field and the fix. This is the platform's own validation: it holds with the
+  Dagster shims on or off.
+- Paths and locations: `yaml_path_text` and `yaml_location` name a YAML field, and its file and
+  line, in the components' error messages.
+- Resolution: with the shims on (`data_platform/utils/dagster_shims/`), attributes resolve with
+  cached templates and per-class field resolvers (`dagster_shims.resolution`); with them off,
+  exactly as Dagster resolves them.
 """
 
-import dataclasses
-import functools
-import re
 import types
 from collections.abc import Iterator, Mapping, Sequence
-from functools import lru_cache
 from typing import Any, Self, Union, get_args, get_origin
-from unittest import mock
 
 import dagster as dg
-from dagster.components.resolved import base as resolved_base
 from dagster.components.resolved.context import ResolutionContext
-from jinja2 import Undefined
-from jinja2.nativetypes import NativeTemplate, native_concat
 from pydantic import BaseModel
 
 from data_platform.lib.timing.errors import YamlPath, yaml_path_text
-
-_NEWLINE = re.compile(r"(\r\n|\r|\n)")
-
-
-def render_plain_text(text: str) -> Any:
-    """What `NativeTemplate(text).render()` returns for a string without Jinja syntax.
-
-    Jinja's lexer normalises newlines and drops one trailing newline; the native environment
-    then reads the output as a Python literal where it is one (`"12"` -> 12).
-    """
-    lines = _NEWLINE.split(text)[::2]
-    if lines[-1] == "":
-        del lines[-1]
-    data = "\n".join(lines)
-    return native_concat([data]) if data else None
-
-
-@lru_cache(maxsize=4096)
-def compiled_template(source: str) -> NativeTemplate:
-    return NativeTemplate(source)
-
-
-class CachedTemplateResolutionContext(ResolutionContext):
-    """Dagster's resolution context, rendering each string as it does, without recompiling."""
-
-    def _resolve_inner_value(self, val: Any) -> Any:
-        if not isinstance(val, str) or not val:
-            return val
-        if "{" not in val:
-            return render_plain_text(val)
-        try:
-            rendered = compiled_template(val).render(**self.scope)
-        except Exception:
-            rendered = Undefined()
-        if isinstance(rendered, Undefined):
-            # Let Dagster render it again and raise its own error, naming the YAML line.
-            return super()._resolve_inner_value(val)
-        return rendered
-
-
-@dataclasses.dataclass(frozen=True)
-class _Field:
-    name: str
-    alias: str
-    model_field: str
-    resolver: dg.Resolver
-
-
-@functools.cache
-def _fields_of(resolved_cls: type) -> tuple[_Field, ...]:
-    """Each field of a resolvable class with its resolver: what Dagster derives per call."""
-    fields = []
-    for name, info in resolved_base._get_annotations(resolved_cls).items():
-        resolver = resolved_base._get_resolver(info.type, name)
-        alias = info.field_info.alias if info.field_info and info.field_info.alias else name
-        fields.append(_Field(name, alias, resolver.model_field_name or name, resolver))
-    return tuple(fields)
-
-
-def resolve_fields_cached(
-    model: BaseModel, resolved_cls: type, context: ResolutionContext
-) -> Mapping[str, Any]:
-    """Dagster's `resolve_fields` (same fields, order, filtering and resolvers), cached per class."""
-    written = model.model_dump(exclude_unset=True)
-    return {
-        field.alias: field.resolver.execute(context=context, model=model, field_name=field.name)
-        for field in _fields_of(resolved_cls)
-        if field.model_field in written
-        and getattr(model, field.model_field) != resolved_base._Unset
-    }
+from data_platform.utils.dagster_shims import switch
+from data_platform.utils.dagster_shims.resolution import cached_resolution
 
 
 def yaml_location(context: dg.ComponentLoadContext, path: YamlPath, problem: str) -> str | None:
@@ -211,20 +132,13 @@ def refuse_misplaced_strings(
 
 
 class YamlAttributes:
-    """Mixin for a `dg.Resolvable` component: YAML shapes checked, resolved with the caches above."""
+    """Mixin for a `dg.Resolvable` component: YAML shapes checked, resolved as the shims say."""
 
     @classmethod
     def load(cls, attributes: Any, context: dg.ComponentLoadContext) -> Self:
         if attributes is not None and issubclass(cls, BaseModel):
             refuse_misplaced_strings(cls, attributes, context)
-        resolution = context.resolution_context
-        cached = CachedTemplateResolutionContext(
-            scope=resolution.scope,
-            path=resolution.path,
-            source_position_tree=resolution.source_position_tree,
-            stash=resolution.stash,
-        )
-        with mock.patch.object(resolved_base, "resolve_fields", resolve_fields_cached):
-            return super().load(  # type: ignore[misc]
-                attributes, dataclasses.replace(context, resolution_context=cached)
-            )
+        if not switch.active():
+            return super().load(attributes, context)  # type: ignore[misc]
+        with cached_resolution(context) as cached:
+            return super().load(attributes, cached)  # type: ignore[misc]

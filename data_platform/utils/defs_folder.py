@@ -1,71 +1,33 @@
-"""Load the defs folder in time linear in the number of component files, and only once.
+"""The platform's defs-folder loader: Dagster's, fast at catalogue scale, naming duplicates.
 
-What Dagster 1.13's loader costs at catalogue scale (`just bench-load`), and what is done here:
-
-- `ComponentTree` looks up each component's declaration by rebuilding the whole declaration
-  tree (`_component_decl_tree`) once per component it loads: the walk grows with the square of
-  the number of `defs.yaml` files (upstream: dagster-io/dagster#34068). `LinearComponentTree`
-  records every declaration the first time one is missing, which is what Dagster caches per
-  location anyway once that component is loaded, so each later lookup is a dictionary hit.
-- Each `defs.yaml` is read with PyYAML's pure-Python parser; `LinearComponentTree` reads the
-  folder with the same loader on libyaml (`yaml_positions`).
+- With the Dagster shims on (`data_platform/utils/dagster_shims/`, the default), the folder
+  loads in time linear in the number of component files (`component_tree.load_from_defs_folder`);
+  with them off, through Dagster's own `dg.load_from_defs_folder`. Both give the same
+  definitions (`data_platform_tests/utils/test_defs_folder.py`).
 - The cyclic garbage collector rescans the growing heap while the definitions are built;
-  `load_defs_folder` pauses it for the build.
-- A code server builds the definitions twice as it starts; `reuse_initial_load` keeps the first.
-
-Nothing else about loading changes: same declarations, same components, same definitions
-(`data_platform_tests/utils/test_defs_folder.py` compares them with Dagster's own loader). When
-a Dagster release fixes the first three, `dg.load_from_defs_folder` can take this one's place.
-One thing is added: two components materializing one asset key fail naming both files.
+  `load_defs_folder` pauses it for the build, with either loader.
+- Two components materializing one asset key fail naming both files, with either loader.
 """
 
-import functools
 import gc
-import os
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from unittest import mock
 
 import dagster as dg
-from dagster._core.definitions.definitions_load_context import (
-    DefinitionsLoadContext,
-    DefinitionsLoadType,
-)
-from dagster.components.core import decl
-from dagster.components.core.decl import ComponentDecl
-from dagster.components.core.defs_module import ComponentLoc
 
-from data_platform.utils import yaml_positions
+from data_platform.utils.dagster_shims import component_tree, switch
 from data_platform.utils.source_code import CODE_REFERENCES_KEY
 
 
-class LinearComponentTree(dg.ComponentTree):
-    """A `ComponentTree` whose declaration lookups do not walk the tree per component."""
-
-    def _get_filesystem_decl(self) -> ComponentDecl:
-        with mock.patch.object(decl, "parse_yamls_with_source_position", yaml_positions.parse):
-            return super()._get_filesystem_decl()
-
-    def _load_component_at_loc(self, resolved_loc: ComponentLoc) -> None:
-        if self.state_tracker.get_cache_data(resolved_loc).component_decl is None:
-            self._record_declarations()
-        super()._load_component_at_loc(resolved_loc)
-
-    def _record_declarations(self) -> None:
-        """One walk of the declaration tree, cached per location like a loaded component's."""
-        for loc, declaration in self._component_decl_tree().items():
-            if self.state_tracker.get_cache_data(loc).component_decl is None:
-                self.state_tracker.set_cache_data(loc, component_decl=declaration)
-
-
 def load_defs_folder(path_within_project: Path) -> dg.Definitions:
-    """`dg.load_from_defs_folder`, linear in the number of files, duplicates named by file."""
+    """`dg.load_from_defs_folder`, through the shims when they are on, duplicates named by file."""
     with cyclic_gc_paused():
-        tree = LinearComponentTree.for_project(path_within_project=path_within_project)
-        defs = tree.build_defs()
+        if switch.active():
+            defs = component_tree.load_from_defs_folder(path_within_project)
+        else:
+            defs = dg.load_from_defs_folder(path_within_project=path_within_project)
     refuse_duplicate_assets(defs)
     return defs
 
@@ -123,47 +85,3 @@ def refuse_duplicate_assets(defs: dg.Definitions) -> None:
         "its own `target.name_prefix` (TimescaleAggregateComponent), or set a distinct "
         "`asset_attributes.key_prefix`."
     )
-
-
-@dataclass
-class _InitialLoad:
-    definitions: dg.Definitions
-    environ: dict[str, str]
-
-
-def reuse_initial_load(load: Callable[[], dg.Definitions]) -> Callable[[], dg.Definitions]:
-    """Build the definitions once when a code server starts, not twice.
-
-    A code server calls the `@dg.definitions` function twice as it starts: once to find the
-    definitions (INITIALIZATION), then again to reconstruct them (RECONSTRUCTION) from the
-    reconstruction metadata and defs state the first call recorded, so that a definition that
-    fetched something expensive can rebuild from the record instead. Definitions that record
-    neither come out of both calls the same, so the second call returns the first result, when
-    the environment has not changed in between. Any other call builds afresh.
-    """
-    initial: _InitialLoad | None = None
-
-    @functools.wraps(load)
-    def wrapper() -> dg.Definitions:
-        nonlocal initial
-        context = DefinitionsLoadContext.get()
-        previous, initial = initial, None
-        if context.load_type == DefinitionsLoadType.INITIALIZATION:
-            definitions = load()
-            if _records_nothing(context):
-                initial = _InitialLoad(definitions, dict(os.environ))
-            return definitions
-        if previous and _records_nothing(context) and previous.environ == dict(os.environ):
-            return previous.definitions
-        return load()
-
-    return wrapper
-
-
-def _records_nothing(context: DefinitionsLoadContext) -> bool:
-    """No reconstruction metadata and no defs state: nothing a second build could read."""
-    if context.state_keys_with_prefix(""):
-        return False
-    if context.load_type == DefinitionsLoadType.INITIALIZATION:
-        return not context.get_pending_reconstruction_metadata()
-    return not context.reconstruction_metadata

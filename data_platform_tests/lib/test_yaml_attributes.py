@@ -1,209 +1,52 @@
-"""YAML attributes resolve with cached templates exactly as Dagster resolves them."""
+"""The platform's own YAML validation: a string where a list or block belongs is refused, with the
+Dagster shims on and off; a template may still stand for a list."""
 
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
-import dagster as dg
 import pytest
-from dagster.components.resolved import base as resolved_base
-from dagster.components.resolved.context import ResolutionContext
-from dagster.components.resolved.errors import ResolutionException
-from dagster.components.testing import DefsFolderSandbox, create_defs_folder_sandbox
-from dagster_shared.yaml_utils import parse_yaml_with_source_position
-from jinja2.nativetypes import NativeTemplate
 
-from data_platform.lib import yaml_attributes
-from data_platform.lib.yaml_attributes import (
-    CachedTemplateResolutionContext,
-    compiled_template,
-    render_plain_text,
-)
-from data_platform_tests.helpers import describe_definitions, load_yaml_component
+from data_platform.lib.yaml_attributes import YamlShapeError
+from data_platform.utils.dagster_shims.switch import SWITCH
+from data_platform_tests.helpers import load_yaml_component
 
-# Strings without Jinja syntax: Jinja still turns some into other types, trims a newline, ...
-PLAIN_TEXT = [
-    "inverter", "15 minutes", "2025-01-01", "123", "-3", "1.5", "1e3", "0x10", "1_000", "True",
-    "None", "[1, 2]", "(1,)", "'quoted'", '"quoted"', " 5", "5 ", "  ", "\t1", "a\n", "a\n\n",
-    "\n", "\r\n", "a\r\nb", "a\rb\r", "[1,\n2]", "None\n", "#x", "%x", "}}", "a#}b", "inf",
-    "nan", "b'x'", "x: y", "a;b -- c", "é 漢字", "\x00",
-]  # fmt: skip
-
-
-@pytest.mark.parametrize("text", PLAIN_TEXT)
-def test_plain_text_renders_as_jinja_renders_it(text: str):
-    expected = NativeTemplate(text).render()
-    rendered = render_plain_text(text)
-    assert rendered == expected
-    assert type(rendered) is type(expected)
-
-
-def contexts(**scope: Any) -> tuple[ResolutionContext, CachedTemplateResolutionContext]:
-    theirs = ResolutionContext.default().with_scope(**scope)
-    ours = CachedTemplateResolutionContext(scope=theirs.scope)
-    return theirs, ours
-
-
-ATTRIBUTES = {
-    "name": "plant_north",
-    "url": "{{ env.DATA_PLATFORM_TEST_URL or 'http://localhost:8086' }}",
-    "schema": "{{ schema_for('raw') }}",
-    "count": "{{ 1 + 2 }}",
-    "list": "{{ [1, 2] }}",
-    "mixed": "prefix-{{ 'x' }}-suffix",
-    "numbers": [1, 2.5, True, None],
-    "nested": {"a": ["{{ 'b' }}", "c", "12"], "empty": ""},
+ROLLUPS = {
+    "source": {"schema": "raw", "table": "influx_hist", "assets": ["plant/inverter"]},
+    "target": {"schema": "rollups", "name_prefix": "plant"},
+    "partitions": {"start": "2025-01-01", "granularity": "hourly"},
+    "buckets": [{"width": "1 hour"}],
 }
 
 
-def test_nested_attributes_resolve_the_same(monkeypatch):
-    monkeypatch.setenv("DATA_PLATFORM_TEST_URL", "http://influx:8086")
-    theirs, ours = contexts(schema_for=lambda layer: f"{layer}_dev")
-    assert ours.resolve_value(ATTRIBUTES) == theirs.resolve_value(ATTRIBUTES)
-    assert ours.resolve_value(ATTRIBUTES)["url"] == "http://influx:8086"
-    assert ours.resolve_value(ATTRIBUTES)["count"] == 3
-
-
-def test_each_templated_string_compiles_once():
-    compiled_template.cache_clear()
-    _, ours = contexts(schema_for=lambda layer: layer)
-    for _ in range(50):
-        ours.resolve_value({"a": "{{ schema_for('raw') }}", "b": "plain"})
-    info = compiled_template.cache_info()
-    assert (info.misses, info.hits) == (1, 49)
-
-
-def test_scope_is_read_at_every_render(monkeypatch):
-    _, ours = contexts()
-    monkeypatch.setenv("DATA_PLATFORM_TEST_URL", "first")
-    assert ours.resolve_value("{{ env.DATA_PLATFORM_TEST_URL }}") == "first"
-    monkeypatch.setenv("DATA_PLATFORM_TEST_URL", "second")
-    assert ours.resolve_value("{{ env.DATA_PLATFORM_TEST_URL }}") == "second"
-
-
-@pytest.mark.parametrize(
-    "template",
-    ["{{ unknown_helper('raw') }}", "{{ schema_for() }}", "{{ 1 / 0 }}", "{{ unclosed"],
-    ids=["undefined", "helper raises", "template raises", "syntax error"],
-)
-def test_errors_are_dagsters_own(template: str, tmp_path):
-    path = tmp_path / "defs.yaml"
-    path.write_text(f'attributes:\n  schema: "{template}"\n')
-    tree = parse_yaml_with_source_position(path.read_text(), str(path))
-    theirs, ours = contexts(schema_for=lambda layer: layer)
-    messages = []
-    for context in (theirs, ours):
-        located = context.with_source_position_tree(tree.source_position_tree)
-        with pytest.raises(Exception) as raised:
-            located.at_path("attributes").at_path("schema").resolve_value(template)
-        messages.append((type(raised.value), str(raised.value)))
-    assert messages[0] == messages[1]
-    if template != "{{ unclosed":
-        assert messages[1][0] is ResolutionException
-        assert "defs.yaml:2" in messages[1][1]
-
-
-# -- the cached resolution builds what Dagster's builds ------------------------------------------
-
-PROJECT_DEFS = Path(__file__).resolve().parents[2] / "data_platform" / "defs"
-
-RICH_INGEST = """\
-type: data_platform.lib.InfluxIngestComponent
-template_vars_module: data_platform.utils.environment_helpers
-attributes:
-  name: rich
-  source: "{{ 'influx' if env.INFLUX_URL else 'files' }}"
-  influx: {url: "{{ env.INFLUX_URL or 'http://localhost:8086' }}", database: rich}
-  files: {paths: [".data/rich.lp.gz"]}
-  measurements:
-    - {name: inverter, fields: [p_ac, temp], tags: {site: [north, south]}}
-    - {name: "weather station", asset_name: weather}
-  target: {schema: "{{ schema_for('raw') }}"}
-  partitions: {start: "2025-01-01", granularity: daily, lateness: 2h}
-  signal_name: "{{ tags.site }}.{{ field }}"
-  units: {p_ac: kW, inverter.temp: degC}
-  checks: {min_gap: 10m}
-  asset_attributes:
-    key_prefix: [warehouse]
-    group_name: plants
-    owners: ["team:ot-data"]
-    tags: {tier: gold}
-    kinds: [scada]
-    automation_condition: "{{ dg.AutomationCondition.on_cron('0 * * * *') }}"
-"""
-
-RICH_ROLLUPS = """\
-type: data_platform.lib.TimescaleAggregateComponent
-attributes:
-  source: {schema: raw, table: influx_hist, assets: [warehouse/rich/inverter]}
-  target: {schema: rollups, name_prefix: rich}
-  partitions: {start: "2025-01-01", granularity: daily}
-  buckets:
-    - width: 1 hour
-    - width: 1 day
-      refresh: {start_offset: 3 days, end_offset: 1 day, schedule_interval: 1 day}
-  aggregates: [avg, max, count]
-  refresh: {start_offset: 6 hours, end_offset: 15 minutes, schedule_interval: 15 minutes}
-  translation:
-    key: "warehouse/{{ rollup.suffix }}/{{ rollup.name }}"
-    tags: {bucket: "{{ rollup.suffix }}"}
-"""
-
-
-@pytest.fixture
-def catalogue() -> Iterator[DefsFolderSandbox]:
-    """The project's own YAML files and two that use every kind of field."""
-    files = {
-        str(path.parent.relative_to(PROJECT_DEFS)): path.read_text()
-        for path in PROJECT_DEFS.rglob("defs.yaml")
-    }
-    files |= {"rich/ingest": RICH_INGEST, "rich/rollups": RICH_ROLLUPS}
-    with create_defs_folder_sandbox() as sandbox:
-        for folder, text in files.items():
-            (sandbox.defs_folder_path / folder).mkdir(parents=True)
-            (sandbox.defs_folder_path / folder / "defs.yaml").write_text(text)
-        yield sandbox
-
-
-def build(sandbox: DefsFolderSandbox) -> dg.Definitions:
-    with sandbox.build_all_defs() as defs:
-        return defs
-
-
-def test_cached_resolution_builds_what_dagsters_own_builds(catalogue, monkeypatch):
-    cached = describe_definitions(build(catalogue))
-    assert "warehouse/rich/inverter" in cached["assets"]
-    assert "warehouse/1h/rich_1h" in cached["assets"]
-    assert len(cached["assets"]) > 10
-    monkeypatch.setattr(yaml_attributes, "resolve_fields_cached", resolved_base.resolve_fields)
-    monkeypatch.setattr(
-        CachedTemplateResolutionContext,
-        "_resolve_inner_value",
-        ResolutionContext._resolve_inner_value,
-    )
-    assert describe_definitions(build(catalogue)) == cached
-
-
-def test_field_resolvers_are_worked_out_once_per_class(catalogue):
-    yaml_attributes._fields_of.cache_clear()
-    build(catalogue)
-    classes = yaml_attributes._fields_of.cache_info().misses
-    build(catalogue)
-    info = yaml_attributes._fields_of.cache_info()
-    assert classes > 5  # the components and their blocks
-    assert info.misses == classes and info.hits > 0
+@pytest.fixture(params=["on", "off"], autouse=True)
+def shims(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv(SWITCH, request.param)
+    return request.param
 
 
 def test_a_template_may_stand_for_a_list():
-    attributes = {
-        "source": {"schema": "raw", "table": "influx_hist", "assets": ["plant/inverter"]},
-        "target": {"schema": "rollups", "name_prefix": "plant"},
-        "partitions": {"start": "2025-01-01", "granularity": "hourly"},
-        "buckets": [{"width": "1 hour"}],
-        "aggregates": "{{ ['avg', 'max'] }}",
-    }
+    attributes = ROLLUPS | {"aggregates": "{{ ['avg', 'max'] }}"}
     with load_yaml_component(attributes, "data_platform.lib.TimescaleAggregateComponent") as (
         component,
         _defs,
     ):
         assert component.aggregates == ["avg", "max"]
+
+
+@pytest.mark.parametrize(
+    "aggregates, problem",
+    [
+        ("avg", "aggregates is the string 'avg'; it must be a list"),
+        ("{{ 'avg' }}", "aggregates is a template that renders to a str; it must be a list"),
+    ],
+)
+def test_a_string_where_a_list_belongs_is_refused(aggregates: str, problem: str):
+    with (
+        pytest.raises(Exception) as raised,
+        load_yaml_component(
+            ROLLUPS | {"aggregates": aggregates}, "data_platform.lib.TimescaleAggregateComponent"
+        ),
+    ):
+        pass
+    errors = [raised.value, raised.value.__cause__, raised.value.__context__]
+    refused = [e for e in errors if isinstance(e, YamlShapeError)]
+    assert refused, f"not refused by the platform: {raised.value!r}"
+    assert problem in str(refused[0])
+    assert "Fix: write a YAML list" in str(refused[0])

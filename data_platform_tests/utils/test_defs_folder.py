@@ -1,4 +1,8 @@
-"""The platform's defs-folder loader: the same definitions as Dagster's, in linear time, once."""
+"""The platform's defs-folder loader: the same definitions as Dagster's, in linear time, once.
+
+With the Dagster shims on, the folder loads through `LinearComponentTree` and a code server's
+start builds it once; with them off, through Dagster's own loader. Either way the definitions
+are the same, and two components making one asset key are refused naming both files."""
 
 from __future__ import annotations
 
@@ -19,12 +23,11 @@ from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster.components.testing import DefsFolderSandbox, create_defs_folder_sandbox
 
-from data_platform.utils import yaml_positions
-from data_platform.utils.defs_folder import (
-    LinearComponentTree,
-    refuse_duplicate_assets,
-    reuse_initial_load,
-)
+from data_platform.utils.dagster_shims import yaml_positions
+from data_platform.utils.dagster_shims.component_tree import LinearComponentTree
+from data_platform.utils.dagster_shims.initial_load import reuse_initial_load
+from data_platform.utils.dagster_shims.switch import SWITCH
+from data_platform.utils.defs_folder import load_defs_folder, refuse_duplicate_assets
 from data_platform_tests.helpers import describe_definitions
 
 SOURCES = 6
@@ -64,11 +67,20 @@ def catalogue() -> Iterator[DefsFolderSandbox]:
         yield sandbox
 
 
-def build(sandbox: DefsFolderSandbox, tree_class: type[dg.ComponentTree]) -> dg.Definitions:
+@pytest.fixture(params=["on", "off"])
+def shims(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv(SWITCH, request.param)
+    return request.param
+
+
+def build(sandbox: DefsFolderSandbox, tree_class: type[dg.ComponentTree] | None) -> dg.Definitions:
+    """The sandbox's definitions from `tree_class`, or from the platform's loader when None."""
     src = str(sandbox.project_root / "src")
     module_name = f"{sandbox.project_name}.defs"
     sys.path.insert(0, src)
     try:
+        if tree_class is None:
+            return load_defs_folder(sandbox.defs_folder_path)
         tree = tree_class(
             defs_module=importlib.import_module(module_name), project_root=sandbox.project_root
         )
@@ -84,6 +96,22 @@ def test_same_definitions_as_dagsters_loader(catalogue: DefsFolderSandbox):
     assert len(ours["assets"]) == SOURCES * (3 + 2)  # registry + 2 measurements, 2 rollups
     assert ours["checks"]
     assert ours == describe_definitions(build(catalogue, dg.ComponentTree))
+
+
+def test_same_definitions_with_the_shims_on_and_off(catalogue, monkeypatch):
+    on = describe_definitions(build(catalogue, None))
+    assert len(on["assets"]) == SOURCES * (3 + 2)
+    monkeypatch.setenv(SWITCH, "off")
+    assert describe_definitions(build(catalogue, None)) == on
+
+
+def test_project_definitions_are_the_same_with_the_shims_on_and_off(monkeypatch):
+    from data_platform.definitions import defs as project_defs
+
+    on = describe_definitions(load_in(initialization(), project_defs))
+    assert on["assets"]
+    monkeypatch.setenv(SWITCH, "off")
+    assert describe_definitions(load_in(initialization(), project_defs)) == on
 
 
 def count_tree_walks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -125,14 +153,14 @@ def test_yaml_files_are_read_with_libyaml(catalogue, monkeypatch):
     assert slow_reads == []
 
 
-def test_a_broken_file_fails_as_with_dagsters_loader(catalogue: DefsFolderSandbox):
+def test_a_broken_file_fails_as_with_dagsters_loader(catalogue: DefsFolderSandbox, shims: str):
     (catalogue.defs_folder_path / "site_1" / "ingest" / "defs.yaml").write_text("attributes: [\n")
     errors = []
-    for tree_class in (dg.ComponentTree, LinearComponentTree):
+    for tree_class in (dg.ComponentTree, LinearComponentTree, None):
         with pytest.raises(Exception) as raised:
             build(catalogue, tree_class)
         errors.append(str(raised.value))
-    assert errors[0] == errors[1]
+    assert errors[0] == errors[1] == errors[2]
     assert "site_1/ingest/defs.yaml" in errors[1]
 
 
@@ -202,7 +230,7 @@ def test_every_other_sequence_builds_afresh(monkeypatch):
 
 CODE_LOCATION = """\
 import dagster as dg
-from data_platform.utils.defs_folder import reuse_initial_load
+from data_platform.utils.dagster_shims.initial_load import reuse_initial_load
 
 BUILDS = []
 
@@ -247,12 +275,22 @@ def test_project_definitions_use_the_platform_loader(monkeypatch):
     assert len(walks) == 1
 
 
-def test_an_asset_key_in_two_files_names_both(catalogue: DefsFolderSandbox):
+def test_with_the_shims_off_the_project_loads_through_dagsters_own_loader(monkeypatch):
+    from data_platform.definitions import defs as project_defs
+
+    monkeypatch.setenv(SWITCH, "off")
+    walks = count_tree_walks(monkeypatch)
+    definitions = load_in(initialization(), project_defs)
+    assert len(walks) > 2  # Dagster's own loader: a walk per component location
+    assert load_in(reconstruction(), project_defs) is not definitions  # built again
+
+
+def test_an_asset_key_in_two_files_names_both(catalogue: DefsFolderSandbox, shims: str):
     twin = catalogue.defs_folder_path / "site_9" / "ingest"
     twin.mkdir(parents=True)
     (twin / "defs.yaml").write_text(INGEST.format(name="site_1"))
     with pytest.raises(dg.DagsterInvalidDefinitionError) as raised:
-        refuse_duplicate_assets(build(catalogue, LinearComponentTree))
+        build(catalogue, None)  # the platform's loader, with the shims on or off
     message = str(raised.value)
     assert "3 asset key(s) are materialized by more than one component" in message
     for folder in ("site_1", "site_9"):
@@ -261,5 +299,6 @@ def test_an_asset_key_in_two_files_names_both(catalogue: DefsFolderSandbox):
     assert "Fix: give each source its own `name`" in message
 
 
-def test_distinct_sources_pass_the_duplicate_check(catalogue: DefsFolderSandbox):
+def test_distinct_sources_pass_the_duplicate_check(catalogue: DefsFolderSandbox, shims: str):
     refuse_duplicate_assets(build(catalogue, LinearComponentTree))
+    assert build(catalogue, None).assets

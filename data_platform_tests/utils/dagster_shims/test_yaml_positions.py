@@ -7,9 +7,9 @@ import pytest
 import yaml
 from dagster_shared.yaml_utils import parse_yamls_with_source_position as dagster_parse
 
-from data_platform.utils import yaml_positions
+from data_platform.utils.dagster_shims import yaml_positions
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 TRICKY_DOCUMENTS = {
     "scalars": "a: 1\nb: 1.5\nc: true\nd: null\ne: ~\nf: '1'\ng: \"x\\ty\"\nh: 0o17\ni: .inf\n",
