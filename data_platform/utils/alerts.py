@@ -97,14 +97,7 @@ class Notifier(ABC):
         """Where alerts go, safe to log (no token, no credentials)."""
 
     @abstractmethod
-    def send(
-        self,
-        title: str,
-        text: str,
-        fields: Mapping[str, str],
-        *,
-        severity: AlertSeverity = "ERROR",
-    ) -> None:
+    def send(self, alert: Alert) -> None:
         """Deliver one alert, or raise `AlertDeliveryError`."""
 
 
@@ -118,16 +111,9 @@ class LogNotifier(Notifier):
     def destination(self) -> str:
         return "the sensor log"
 
-    def send(
-        self,
-        title: str,
-        text: str,
-        fields: Mapping[str, str],
-        *,
-        severity: AlertSeverity = "ERROR",
-    ) -> None:
-        level = logging.ERROR if severity == "ERROR" else logging.WARNING
-        self._log.log(level, f"{title}\n{text}")
+    def send(self, alert: Alert) -> None:
+        level = logging.ERROR if alert.severity == "ERROR" else logging.WARNING
+        self._log.log(level, f"{alert.title}\n{alert.text}")
 
 
 class SlackAlertResource(SlackResource):
@@ -156,17 +142,10 @@ class SlackNotifier(Notifier):
     def destination(self) -> str:
         return f"Slack channel {self._channel}"
 
-    def send(
-        self,
-        title: str,
-        text: str,
-        fields: Mapping[str, str],
-        *,
-        severity: AlertSeverity = "ERROR",
-    ) -> None:
+    def send(self, alert: Alert) -> None:
         try:
             self._slack.get_client().chat_postMessage(
-                channel=self._channel, text=f"*{title}*\n{text}"
+                channel=self._channel, text=f"*{alert.title}*\n{alert.text}"
             )
         except SlackApiError as error:
             answer = error.response.get("error", "an unexpected answer")
@@ -214,19 +193,12 @@ class WebhookNotifier(Notifier):
     def destination(self) -> str:
         return f"webhook at {self._origin}"
 
-    def send(
-        self,
-        title: str,
-        text: str,
-        fields: Mapping[str, str],
-        *,
-        severity: AlertSeverity = "ERROR",
-    ) -> None:
+    def send(self, alert: Alert) -> None:
         payload = {
-            "title": title,
-            "text": text,
-            "fields": dict(fields),
-            "severity": severity,
+            "title": alert.title,
+            "text": alert.text,
+            "fields": dict(alert.fields),
+            "severity": alert.severity,
             "source": "dagster",
         }
         failure = "no attempt"
@@ -297,10 +269,10 @@ def notifier_from_env(log: logging.Logger) -> Notifier:
 def deliver(alert: Alert, notifier: Notifier, log: logging.Logger) -> bool:
     """Send `alert`; when that fails, log why and the alert itself. True when delivered."""
     try:
-        notifier.send(alert.title, alert.text, alert.fields, severity=alert.severity)
+        notifier.send(alert)
     except AlertDeliveryError as error:
         log.error(f"Alert not delivered to {error}; it follows here instead")
-        LogNotifier(log).send(alert.title, alert.text, alert.fields, severity=alert.severity)
+        LogNotifier(log).send(alert)
         return False
     return True
 

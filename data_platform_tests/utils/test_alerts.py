@@ -19,6 +19,7 @@ import pytest
 from data_platform.utils.alerts import (
     CHECK_FAILURE_SENSOR_NAME,
     RUN_FAILURE_SENSOR_NAME,
+    Alert,
     AlertDeliveryError,
     LogNotifier,
     SlackNotifier,
@@ -308,7 +309,7 @@ def test_webhook_does_not_retry_a_client_error(receiver: Receiver) -> None:
     notifier = WebhookNotifier(f"{receiver.url}/hook", retry_delay=0)
 
     with pytest.raises(AlertDeliveryError, match=r"webhook at http://127\.0\.0\.1:\d+: HTTP 404"):
-        notifier.send("title", "text", {})
+        notifier.send(Alert("title", "text", {}))
 
     assert len(receiver.requests) == 1
 
