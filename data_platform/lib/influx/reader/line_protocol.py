@@ -76,6 +76,11 @@ UINT_MAX = 2**64 - 1
 _FLOAT = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _INTEGER = re.compile(r"-?[0-9]+")
 
+WHITESPACE = " \t\x00"
+"""What InfluxDB skips at the start of a line, of the field set and of the timestamp."""
+SKIPPED_FIRST = WHITESPACE + "#"
+"""First characters of a line that may make it blank or a comment."""
+
 _STRING_ESCAPE = re.compile(r"\\([\\\"])")
 
 
@@ -115,6 +120,13 @@ def parse_precision(precision: str) -> int:
         ) from None
 
 
+def strip_line_end(line: str) -> str:
+    """A line without its `\\n` or `\\r\\n`; a `\\r` not followed by `\\n` stays part of it."""
+    if line[-1:] == "\n":
+        line = line[:-2] if line[-2:-1] == "\r" else line[:-1]
+    return line
+
+
 def unescape_name(text: str) -> str:
     """Measurement or field key: InfluxDB unescapes `\\,` `\\ ` `\\=` and `\\"`."""
     if "\\" not in text:
@@ -150,12 +162,23 @@ def _scan(line: str, i: int, stops: str) -> int:
     return n
 
 
+def _scan_key(line: str, i: int, stops: str) -> int:
+    """Like `_scan` for measurements and tags, where InfluxDB takes a separator as escaped
+    whenever the character before it is a backslash, even an escaped one."""
+    n = len(line)
+    while i < n:
+        if line[i] in stops and line[i - 1] != "\\":
+            return i
+        i += 1
+    return n
+
+
 def _check_key_end(line: str, start: int, end: int) -> None:
     if start < end < len(line) and line[end - 1] == "\\":
         raise Malformed(
             end - 1,
-            f"ambiguous escape: '\\\\' right before {line[end]!r} (InfluxDB reads the "
-            f"{line[end]!r} as escaped); drop a backslash or escape the {line[end]!r} too",
+            f"'\\\\' right before {line[end]!r} in a field key: InfluxDB refuses it "
+            f"(invalid field format); drop a backslash or escape the {line[end]!r} too",
         )
 
 
@@ -163,40 +186,36 @@ def parse_careful(line: str, scale: int) -> Point:
     """Character by character, as InfluxDB scans a line; raises `Malformed` with the reason."""
     n = len(line)
     i = 0
-    while i < n and line[i] == " ":
+    while i < n and line[i] in WHITESPACE:
         i += 1
     start = i
-    i = min(_scan(line, i, ", "), n)
-    if i == start:
+    if i == n or line[i] == ",":
         raise Malformed(start, "missing measurement")
-    _check_key_end(line, start, i)
+    i = _scan_key(line, i + 1, ", ")
     measurement = unescape_name(line[start:i])
 
     tags: dict[str, str] = {}
     while i < n and line[i] == ",":
         key_start = i + 1
-        i = min(_scan(line, key_start, ",= "), n)
-        tag_key = line[key_start:i]
-        if i == key_start:
+        if key_start == n or line[key_start] in ",= ":
             raise Malformed(key_start, "missing tag key")
-        _check_key_end(line, key_start, i)
+        i = _scan_key(line, key_start + 1, ",= ")
+        tag_key = line[key_start:i]
         if i == n or line[i] != "=":
             raise Malformed(i, f"tag {tag_key!r} has no value (expected key=value)")
         value_start = i + 1
+        if value_start == n or line[value_start] in ", ":
+            raise Malformed(value_start, f"missing value for tag {tag_key!r}")
         # like InfluxDB, a value may start with '=' (`t==a` is the value "=a")
-        i = value_start + 1 if line[value_start : value_start + 1] == "=" else value_start
-        i = min(_scan(line, i, ",= "), n)
+        i = _scan_key(line, value_start + 1, ",= ")
         if i < n and line[i] == "=":
             raise Malformed(i, f"unescaped '=' in the value of tag {tag_key!r}")
-        if i == value_start:
-            raise Malformed(value_start, f"missing value for tag {tag_key!r}")
-        _check_key_end(line, value_start, i)
         tag_key = unescape_tag(tag_key)
         if tag_key in tags:
             raise Malformed(key_start, f"duplicate tag key {tag_key!r}")
         tags[tag_key] = unescape_tag(line[value_start:i])
 
-    while i < n and line[i] == " ":
+    while i < n and line[i] in WHITESPACE:
         i += 1
     if i == n:
         raise Malformed(i, "missing fields (expected at least one key=value after the series)")
@@ -252,7 +271,7 @@ def parse_careful(line: str, scale: int) -> Point:
             break
         i += 1  # the comma before the next field
 
-    while i < n and line[i] == " ":
+    while i < n and line[i] in WHITESPACE:
         i += 1
     time_ns: int | None = None
     if i < n:
@@ -313,6 +332,30 @@ def _convert(token: str, key: str, offset: int) -> FieldValue:
         f"invalid value {token!r} for field {key!r}: not a number, a boolean "
         "(t, T, true, True, TRUE, f, F, false, False, FALSE) or a double-quoted string",
     )
+
+
+_UNDECODED = re.compile("[\udc80-\udcff]")
+
+
+def repair_utf8(point: Point) -> bool:
+    """Give a point read with `errors="surrogateescape"` the text InfluxDB 1.x answers for it:
+    each byte that is not UTF-8 becomes U+FFFD. Returns whether anything was replaced."""
+
+    def fix(text: str) -> str:
+        return _UNDECODED.sub("\ufffd", text)
+
+    strings = [value for value in point.fields.values() if isinstance(value, str)]
+    text = "".join([point.measurement, *point.fields, *strings, *(k + v for k, v in point.tags)])
+    if not _UNDECODED.search(text):
+        return False
+    point.measurement = fix(point.measurement)
+    point.tags = tuple(sorted((fix(k), fix(v)) for k, v in point.tags))
+    point.fields = {
+        fix(key): fix(value) if isinstance(value, str) else value
+        for key, value in point.fields.items()
+    }
+    point.unsigned = tuple(fix(key) for key in point.unsigned)
+    return True
 
 
 def located_error(
