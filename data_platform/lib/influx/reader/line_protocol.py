@@ -6,24 +6,49 @@ Line protocol has one point per line::
 
 - The measurement, tag set, field set and timestamp are separated by unescaped spaces; tags and
   fields by unescaped commas. Tags are optional, at least one field is required.
-- A backslash escapes the next character. In measurements and field keys `\\,`, `\\ `, `\\=` and
-  `\\"` stand for the character itself, in tag keys and values `\\,`, `\\ ` and `\\=`; any other
-  backslash is kept literally (InfluxDB stores `a\\\\b` as written).
+- Escapes follow InfluxDB 1.x `models/points.go` (influxdata/influxdb, funcs `scanMeasurement`,
+  `scanTagsKey`, `scanTagsValue`, `unescapeTag`): in the measurement and the tags a separator is
+  escaped whenever the character before it is a backslash, even an escaped one, and `\\,` `\\ `
+  `\\=` (and `\\"` in measurements and field keys) stand for the character itself; so
+  `cpu,regions=east\\\\ west` is the tag value `east\\ west`. Any other backslash stays.
+  In field keys (`scanFields`, pair-wise escapes) `\\\\` right before a separator is refused,
+  as 1.x refuses it (invalid field format).
 - Field values: a float (`1`, `-1.5`, `.5`, `1e3`, `-1.5E-3`; NaN and infinities are rejected), an
   integer with an `i` suffix (`12i`, 64-bit signed), an unsigned integer with a `u` suffix (`12u`,
   64-bit), a boolean (`t T true True TRUE f F false False FALSE`) or a string in double quotes.
-  Inside a string `\\"` is a quote and `\\\\` a backslash; commas, spaces, `=` and even raw newlines
-  are part of the string (exporters write newlines unescaped, so a string may span physical lines).
-- The timestamp is an integer in the precision the writer used (nanoseconds for exports). A line
-  without one gets the reader's default time; InfluxDB would use the time of the write.
-- Blank lines and lines starting with `#` are skipped. An export's header (`# DDL`,
-  `CREATE DATABASE ...`, `# DML`, `# CONTEXT-DATABASE:db`, `# CONTEXT-RETENTION-POLICY:rp`) is
-  skipped too, and the context database and retention policy are recorded in `ScanStats`.
+  Inside a string `\\"` is a quote and `\\\\` a backslash (`unescapeStringField`); commas,
+  spaces, `=` and raw newlines are part of the string.
+- Whitespace: spaces, tabs and NUL bytes are skipped at the start of a line, of the field set and
+  of the timestamp (`skipWhitespace`); a line of only those is blank, and one whose first other
+  character is `#` is a comment (`ParsePointsWithPrecision`). After the timestamp only spaces.
+- Line ends: `\\n`, and `\\r\\n`. A `\\r` not followed by `\\n` is part of the line, so a
+  bare `\\r` ending the data gives InfluxDB's invalid number / bad timestamp.
+- The timestamp is an integer in the precision the writer used. A line without one gets the
+  reader's default time truncated to that precision, as InfluxDB truncates "now"
+  (`parsePoint` -> `SetPrecision`).
+- Invalid UTF-8, per line: each byte that is not UTF-8 becomes U+FFFD, in every part of the line,
+  which is what InfluxDB 1.x answers for it on query (Go's JSON encoder); the line is counted in
+  `ScanStats.replaced_utf8_lines`.
+- An export's header (`# DDL`, `CREATE DATABASE ...`, `# DML`, `# CONTEXT-DATABASE:db`,
+  `# CONTEXT-RETENTION-POLICY:rp`) is skipped, its context recorded in `ScanStats`.
 
-Accepted and rejected lines match what InfluxDB 1.x's parser does, with three deliberate
-differences: text after a closing quote (`s="a"b`) is an error rather than folded into the
-string, `\\\\` right before a separator in a name is an error rather than read inconsistently,
-and a line may end in `\\r\\n`.
+Checked against a real influxd 1.6.7 by `test_line_protocol_differential.py` (seeded generated
+and mutated lines). Intended differences, each asserted there:
+
+- `u` integers: 1.6.7 (built without uint support) refuses them as invalid number; the reader
+  takes them as unsigned, as 2.x (`influxd inspect export-lp`) writes them.
+- `\\r\\n` ends a line (1.x keeps the `\\r`: bad timestamp, or a string value ending in `"`).
+- Text after a closing quote (`s="a"b`) is an error; 1.x stores the mangled `a"`.
+- A string left open does not swallow the following lines: 1.x's `scanLine` joins lines until a
+  quote closes and refuses the whole block; the reader refuses the opening line and goes on.
+- A measurement or field key that is not UTF-8: 1.x may refuse the whole write (HTTP 500,
+  "contains invalid UTF-8"); the reader reads the line with U+FFFD.
+- Not a parser difference: 1.x stores a measurement whose name has a backslash, but `SELECT`
+  cannot name it; the test compares those lines as accepted only.
+
+The own parser is kept over PyPI `line-protocol-parser` (C): that package returns `u` and `i`
+integers alike (the registry needs the unsigned type), takes a bare `\\r` as a line end and
+works on decoded text only, so it would not conform where this module now does.
 
 This module holds the grammar: `Point`, the escaping rules and the careful scanner, which reads
 a line character by character as InfluxDB does and explains what is wrong. `parser.py` holds
