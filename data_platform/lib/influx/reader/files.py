@@ -15,6 +15,7 @@ from itertools import chain
 from pathlib import Path
 from typing import BinaryIO, Literal
 
+from data_platform.lib.influx.reader import line_protocol as grammar
 from data_platform.lib.influx.reader.errors import LineProtocolError
 from data_platform.lib.influx.reader.line_protocol import (
     MAX_RECORD_CHARS,
@@ -23,6 +24,8 @@ from data_platform.lib.influx.reader.line_protocol import (
     located_error,
     parse_careful,
     parse_precision,
+    repair_utf8,
+    strip_line_end,
 )
 from data_platform.lib.influx.reader.parser import LineParser
 
@@ -41,6 +44,8 @@ class ScanStats:
     databases: list[str] = field(default_factory=list)
     """Values of the export's `# CONTEXT-DATABASE:` lines, in file order."""
     retention_policies: list[str] = field(default_factory=list)
+    replaced_utf8_lines: int = 0
+    """Lines that were not UTF-8, read with each bad byte as U+FFFD."""
 
     MAX_KEPT_ERRORS = 20
 
@@ -103,6 +108,8 @@ def read_points(
     without being parsed."""
     if default_time_ns is None:
         default_time_ns = path.stat().st_mtime_ns
+    # InfluxDB truncates its default time to the write's precision (points.go SetPrecision)
+    default_time_ns -= default_time_ns % parser.scale
     if stats is None:
         stats = ScanStats()
     # Lines of a measurement start with its escaped name and a separator; only names with
@@ -124,22 +131,14 @@ def read_points(
             for line_no, raw in numbered:
                 try:
                     line = raw.decode()
-                except UnicodeDecodeError as exc:
-                    error = LineProtocolError(
-                        f"not valid UTF-8 ({exc.reason} at byte {exc.start + 1})",
-                        line=raw.decode(errors="replace").rstrip("\r\n"),
-                        column=exc.start + 1,
-                        path=name,
-                        line_no=line_no,
-                    )
-                    if on_error == "fail":
-                        raise error from None
-                    _count_skipped(stats, error)
-                    continue
-                text = line.rstrip("\r\n")
-                if not text or text[0] == "#" or text[0] == " ":
-                    text = text.lstrip(" ")
-                    if not text.rstrip(" "):
+                    repaired = False
+                except UnicodeDecodeError:
+                    line = raw.decode(errors="surrogateescape")
+                    repaired = True
+                text = strip_line_end(line)
+                if not text or text[0] in grammar.SKIPPED_FIRST:
+                    text = text.lstrip(grammar.WHITESPACE)
+                    if not text:
                         continue
                     if text[0] == "#":
                         in_ddl = _read_comment(text, stats, in_ddl)
@@ -152,6 +151,11 @@ def read_points(
                     if in_ddl or text.startswith(_DDL_STATEMENTS):
                         continue
                     if not exc.unterminated:
+                        if repaired:
+                            exc.reason = (
+                                f"{_replaced(exc.reason)} (the line is not valid UTF-8 either)"
+                            )
+                            text = _replaced(text)
                         error = located_error(exc, text, name, line_no)
                         if on_error == "fail":
                             raise error from None
@@ -161,6 +165,7 @@ def read_points(
                     joined = _join_record(line, numbered, parser)
                     if isinstance(joined, Point):
                         point = joined
+                        repaired = True
                     else:
                         consumed, failure, record = joined
                         error = located_error(failure, record, name, line_no)
@@ -172,6 +177,8 @@ def read_points(
                             resume = chain(consumed, numbered)
                             break
                         continue
+                if repaired and repair_utf8(point):
+                    stats.replaced_utf8_lines += 1
                 if point.time_ns is None:
                     point.time_ns = default_time_ns
                 points += 1
@@ -200,15 +207,15 @@ def _join_record(
         if following is None:
             break
         consumed.append(following)
-        record += following[1].decode(errors="replace")
-        text = record.rstrip("\r\n")
+        record += following[1].decode(errors="surrogateescape")
+        text = strip_line_end(record)
         try:
             return parser.parse(text)
         except Malformed as exc:
             failure = exc
             if not exc.unterminated:
                 return consumed, exc, text
-    text = first.rstrip("\r\n")
+    text = strip_line_end(first)
     try:
         parse_careful(text, parser.scale)
     except Malformed as exc:
@@ -236,3 +243,8 @@ def _count_skipped(stats: ScanStats, error: LineProtocolError) -> None:
     stats.skipped_lines += 1
     if len(stats.errors) < ScanStats.MAX_KEPT_ERRORS:
         stats.errors.append(error)
+
+
+def _replaced(text: str) -> str:
+    """Text read with `errors="surrogateescape"`, each undecodable byte as U+FFFD."""
+    return text.encode(errors="surrogateescape").decode(errors="replace")

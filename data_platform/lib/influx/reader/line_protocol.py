@@ -6,24 +6,49 @@ Line protocol has one point per line::
 
 - The measurement, tag set, field set and timestamp are separated by unescaped spaces; tags and
   fields by unescaped commas. Tags are optional, at least one field is required.
-- A backslash escapes the next character. In measurements and field keys `\\,`, `\\ `, `\\=` and
-  `\\"` stand for the character itself, in tag keys and values `\\,`, `\\ ` and `\\=`; any other
-  backslash is kept literally (InfluxDB stores `a\\\\b` as written).
+- Escapes follow InfluxDB 1.x `models/points.go` (influxdata/influxdb, funcs `scanMeasurement`,
+  `scanTagsKey`, `scanTagsValue`, `unescapeTag`): in the measurement and the tags a separator is
+  escaped whenever the character before it is a backslash, even an escaped one, and `\\,` `\\ `
+  `\\=` (and `\\"` in measurements and field keys) stand for the character itself; so
+  `cpu,regions=east\\\\ west` is the tag value `east\\ west`. Any other backslash stays.
+  In field keys (`scanFields`, pair-wise escapes) `\\\\` right before a separator is refused,
+  as 1.x refuses it (invalid field format).
 - Field values: a float (`1`, `-1.5`, `.5`, `1e3`, `-1.5E-3`; NaN and infinities are rejected), an
   integer with an `i` suffix (`12i`, 64-bit signed), an unsigned integer with a `u` suffix (`12u`,
   64-bit), a boolean (`t T true True TRUE f F false False FALSE`) or a string in double quotes.
-  Inside a string `\\"` is a quote and `\\\\` a backslash; commas, spaces, `=` and even raw newlines
-  are part of the string (exporters write newlines unescaped, so a string may span physical lines).
-- The timestamp is an integer in the precision the writer used (nanoseconds for exports). A line
-  without one gets the reader's default time; InfluxDB would use the time of the write.
-- Blank lines and lines starting with `#` are skipped. An export's header (`# DDL`,
-  `CREATE DATABASE ...`, `# DML`, `# CONTEXT-DATABASE:db`, `# CONTEXT-RETENTION-POLICY:rp`) is
-  skipped too, and the context database and retention policy are recorded in `ScanStats`.
+  Inside a string `\\"` is a quote and `\\\\` a backslash (`unescapeStringField`); commas,
+  spaces, `=` and raw newlines are part of the string.
+- Whitespace: spaces, tabs and NUL bytes are skipped at the start of a line, of the field set and
+  of the timestamp (`skipWhitespace`); a line of only those is blank, and one whose first other
+  character is `#` is a comment (`ParsePointsWithPrecision`). After the timestamp only spaces.
+- Line ends: `\\n`, and `\\r\\n`. A `\\r` not followed by `\\n` is part of the line, so a
+  bare `\\r` ending the data gives InfluxDB's invalid number / bad timestamp.
+- The timestamp is an integer in the precision the writer used. A line without one gets the
+  reader's default time truncated to that precision, as InfluxDB truncates "now"
+  (`parsePoint` -> `SetPrecision`).
+- Invalid UTF-8, per line: each byte that is not UTF-8 becomes U+FFFD, in every part of the line,
+  which is what InfluxDB 1.x answers for it on query (Go's JSON encoder); the line is counted in
+  `ScanStats.replaced_utf8_lines`.
+- An export's header (`# DDL`, `CREATE DATABASE ...`, `# DML`, `# CONTEXT-DATABASE:db`,
+  `# CONTEXT-RETENTION-POLICY:rp`) is skipped, its context recorded in `ScanStats`.
 
-Accepted and rejected lines match what InfluxDB 1.x's parser does, with three deliberate
-differences: text after a closing quote (`s="a"b`) is an error rather than folded into the
-string, `\\\\` right before a separator in a name is an error rather than read inconsistently,
-and a line may end in `\\r\\n`.
+Checked against a real influxd 1.6.7 by `test_line_protocol_differential.py` (seeded generated
+and mutated lines). Intended differences, each asserted there:
+
+- `u` integers: 1.6.7 (built without uint support) refuses them as invalid number; the reader
+  takes them as unsigned, as 2.x (`influxd inspect export-lp`) writes them.
+- `\\r\\n` ends a line (1.x keeps the `\\r`: bad timestamp, or a string value ending in `"`).
+- Text after a closing quote (`s="a"b`) is an error; 1.x stores the mangled `a"`.
+- A string left open does not swallow the following lines: 1.x's `scanLine` joins lines until a
+  quote closes and refuses the whole block; the reader refuses the opening line and goes on.
+- A measurement or field key that is not UTF-8: 1.x may refuse the whole write (HTTP 500,
+  "contains invalid UTF-8"); the reader reads the line with U+FFFD.
+- Not a parser difference: 1.x stores a measurement whose name has a backslash, but `SELECT`
+  cannot name it; the test compares those lines as accepted only.
+
+The own parser is kept over PyPI `line-protocol-parser` (C): that package returns `u` and `i`
+integers alike (the registry needs the unsigned type), takes a bare `\\r` as a line end and
+works on decoded text only, so it would not conform where this module now does.
 
 This module holds the grammar: `Point`, the escaping rules and the careful scanner, which reads
 a line character by character as InfluxDB does and explains what is wrong. `parser.py` holds
@@ -76,6 +101,11 @@ UINT_MAX = 2**64 - 1
 _FLOAT = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _INTEGER = re.compile(r"-?[0-9]+")
 
+WHITESPACE = " \t\x00"
+"""What InfluxDB skips at the start of a line, of the field set and of the timestamp."""
+SKIPPED_FIRST = WHITESPACE + "#"
+"""First characters of a line that may make it blank or a comment."""
+
 _STRING_ESCAPE = re.compile(r"\\([\\\"])")
 
 
@@ -115,6 +145,13 @@ def parse_precision(precision: str) -> int:
         ) from None
 
 
+def strip_line_end(line: str) -> str:
+    """A line without its `\\n` or `\\r\\n`; a `\\r` not followed by `\\n` stays part of it."""
+    if line[-1:] == "\n":
+        line = line[:-2] if line[-2:-1] == "\r" else line[:-1]
+    return line
+
+
 def unescape_name(text: str) -> str:
     """Measurement or field key: InfluxDB unescapes `\\,` `\\ ` `\\=` and `\\"`."""
     if "\\" not in text:
@@ -150,12 +187,23 @@ def _scan(line: str, i: int, stops: str) -> int:
     return n
 
 
+def _scan_key(line: str, i: int, stops: str) -> int:
+    """Like `_scan` for measurements and tags, where InfluxDB takes a separator as escaped
+    whenever the character before it is a backslash, even an escaped one."""
+    n = len(line)
+    while i < n:
+        if line[i] in stops and line[i - 1] != "\\":
+            return i
+        i += 1
+    return n
+
+
 def _check_key_end(line: str, start: int, end: int) -> None:
     if start < end < len(line) and line[end - 1] == "\\":
         raise Malformed(
             end - 1,
-            f"ambiguous escape: '\\\\' right before {line[end]!r} (InfluxDB reads the "
-            f"{line[end]!r} as escaped); drop a backslash or escape the {line[end]!r} too",
+            f"'\\\\' right before {line[end]!r} in a field key: InfluxDB refuses it "
+            f"(invalid field format); drop a backslash or escape the {line[end]!r} too",
         )
 
 
@@ -163,40 +211,36 @@ def parse_careful(line: str, scale: int) -> Point:
     """Character by character, as InfluxDB scans a line; raises `Malformed` with the reason."""
     n = len(line)
     i = 0
-    while i < n and line[i] == " ":
+    while i < n and line[i] in WHITESPACE:
         i += 1
     start = i
-    i = min(_scan(line, i, ", "), n)
-    if i == start:
+    if i == n or line[i] == ",":
         raise Malformed(start, "missing measurement")
-    _check_key_end(line, start, i)
+    i = _scan_key(line, i + 1, ", ")
     measurement = unescape_name(line[start:i])
 
     tags: dict[str, str] = {}
     while i < n and line[i] == ",":
         key_start = i + 1
-        i = min(_scan(line, key_start, ",= "), n)
-        tag_key = line[key_start:i]
-        if i == key_start:
+        if key_start == n or line[key_start] in ",= ":
             raise Malformed(key_start, "missing tag key")
-        _check_key_end(line, key_start, i)
+        i = _scan_key(line, key_start + 1, ",= ")
+        tag_key = line[key_start:i]
         if i == n or line[i] != "=":
             raise Malformed(i, f"tag {tag_key!r} has no value (expected key=value)")
         value_start = i + 1
+        if value_start == n or line[value_start] in ", ":
+            raise Malformed(value_start, f"missing value for tag {tag_key!r}")
         # like InfluxDB, a value may start with '=' (`t==a` is the value "=a")
-        i = value_start + 1 if line[value_start : value_start + 1] == "=" else value_start
-        i = min(_scan(line, i, ",= "), n)
+        i = _scan_key(line, value_start + 1, ",= ")
         if i < n and line[i] == "=":
             raise Malformed(i, f"unescaped '=' in the value of tag {tag_key!r}")
-        if i == value_start:
-            raise Malformed(value_start, f"missing value for tag {tag_key!r}")
-        _check_key_end(line, value_start, i)
         tag_key = unescape_tag(tag_key)
         if tag_key in tags:
             raise Malformed(key_start, f"duplicate tag key {tag_key!r}")
         tags[tag_key] = unescape_tag(line[value_start:i])
 
-    while i < n and line[i] == " ":
+    while i < n and line[i] in WHITESPACE:
         i += 1
     if i == n:
         raise Malformed(i, "missing fields (expected at least one key=value after the series)")
@@ -252,7 +296,7 @@ def parse_careful(line: str, scale: int) -> Point:
             break
         i += 1  # the comma before the next field
 
-    while i < n and line[i] == " ":
+    while i < n and line[i] in WHITESPACE:
         i += 1
     time_ns: int | None = None
     if i < n:
@@ -313,6 +357,30 @@ def _convert(token: str, key: str, offset: int) -> FieldValue:
         f"invalid value {token!r} for field {key!r}: not a number, a boolean "
         "(t, T, true, True, TRUE, f, F, false, False, FALSE) or a double-quoted string",
     )
+
+
+_UNDECODED = re.compile("[\udc80-\udcff]")
+
+
+def repair_utf8(point: Point) -> bool:
+    """Give a point read with `errors="surrogateescape"` the text InfluxDB 1.x answers for it:
+    each byte that is not UTF-8 becomes U+FFFD. Returns whether anything was replaced."""
+
+    def fix(text: str) -> str:
+        return _UNDECODED.sub("\ufffd", text)
+
+    strings = [value for value in point.fields.values() if isinstance(value, str)]
+    text = "".join([point.measurement, *point.fields, *strings, *(k + v for k, v in point.tags)])
+    if not _UNDECODED.search(text):
+        return False
+    point.measurement = fix(point.measurement)
+    point.tags = tuple(sorted((fix(k), fix(v)) for k, v in point.tags))
+    point.fields = {
+        fix(key): fix(value) if isinstance(value, str) else value
+        for key, value in point.fields.items()
+    }
+    point.unsigned = tuple(fix(key) for key in point.unsigned)
+    return True
 
 
 def located_error(

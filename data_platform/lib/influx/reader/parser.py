@@ -17,12 +17,15 @@ from data_platform.lib.influx.reader.line_protocol import (
     MAX_TIME_NS,
     MIN_TIME_NS,
     PRECISION_NS,
+    SKIPPED_FIRST,
     UINT_MAX,
+    WHITESPACE,
     Malformed,
     Point,
     located_error,
     parse_careful,
     parse_precision,
+    strip_line_end,
     unescape_name,
     unescape_string,
     unescape_tag,
@@ -46,6 +49,9 @@ _ESCAPED_BACKSLASH = _ESCAPED_PAIRS[0][1]
 _AMBIGUOUS = re.compile(f"{_ESCAPED_BACKSLASH}[, =]")
 _RESTORE = str.maketrans({placeholder: pair for pair, placeholder in _ESCAPED_PAIRS})
 
+_FIELD_START_WHITESPACE = ("\t", "\x00")
+_LINE_START_WHITESPACE = (" ", "\t", "\x00")
+
 SERIES_CACHE_LIMIT = 200_000
 """Series keys a parser remembers before it starts over (bounds its memory)."""
 
@@ -57,11 +63,10 @@ def parse_line(line: str, *, precision: str = "ns") -> Point | None:
     (without path and line number) for a malformed line.
     """
     scale = PRECISION_NS.get(precision) or parse_precision(precision)
-    if line[-1:] in ("\n", "\r"):
-        line = line.rstrip("\r\n")
-    if not line or line[0] in " #":
-        stripped = line.strip(" ")
-        if not stripped or stripped[0] == "#":
+    line = strip_line_end(line)
+    if not line or line[0] in SKIPPED_FIRST:
+        line = line.lstrip(WHITESPACE)
+        if not line or line[0] == "#":
             return None
     try:
         return LineParser(scale).parse(line)
@@ -93,6 +98,8 @@ class LineParser:
         (extra spaces, malformed values, quotes in keys) is left to the scanner, which also
         explains what is wrong.
         """
+        if line[:1] in _LINE_START_WHITESPACE:
+            return None
         escaped = "\\" in line
         if escaped:
             if not line.isascii():
@@ -116,6 +123,8 @@ class LineParser:
             cache[key] = series
 
         # An ASCII field set holds no placeholder and no non-ASCII digit float() would take.
+        if rest[:1] in _FIELD_START_WHITESPACE:
+            return None  # InfluxDB skips more whitespace before the fields
         ascii = rest.isascii()
         escaped = escaped and not ascii
         fields: dict[str, FieldValue] = {}

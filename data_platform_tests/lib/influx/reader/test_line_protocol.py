@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from data_platform.lib.influx.reader.errors import LineProtocolError
-from data_platform.lib.influx.reader.files import iter_file_points
+from data_platform.lib.influx.reader.files import ScanStats, iter_file_points
 from data_platform.lib.influx.reader.line_protocol import Point, parse_careful, parse_precision
 from data_platform.lib.influx.reader.model import FieldValue, Tags
 from data_platform.lib.influx.reader.parser import LineParser, parse_line
@@ -124,6 +124,18 @@ VALID: list[tuple[str, str, Tags, dict[str, FieldValue], int | None]] = [
     ("m  v=1  5", "m", (), {"v": 1.0}, 5),
     ("m v=1 5  ", "m", (), {"v": 1.0}, 5),
     ("m v=1 5\r\n", "m", (), {"v": 1.0}, 5),
+    ("\t m v=1 5", "m", (), {"v": 1.0}, 5),
+    ("\x00m v=1 5", "m", (), {"v": 1.0}, 5),
+    ("m \tv=1 \t5", "m", (), {"v": 1.0}, 5),
+    # `\\` before a separator in the series key: the separator is escaped, as InfluxDB reads it
+    (
+        "cpu,regions=east\\\\ west value=1 1",
+        "cpu",
+        (("regions", "east\\ west"),),
+        {"value": 1.0},
+        1,
+    ),
+    ("cpu\\\\ x v=1 1", "cpu\\ x", (), {"v": 1.0}, 1),
 ]
 
 
@@ -148,7 +160,9 @@ def test_unsigned_fields_are_marked() -> None:
     assert point == Point("m", (), {"a": 1, "b": 2, "c": 4}, 5, ("a",))
 
 
-@pytest.mark.parametrize("line", ["", "   ", "\n", "# comment", "   # indented comment"])
+@pytest.mark.parametrize(
+    "line", ["", "   ", "\n", "# comment", "   # indented comment", "\t# note", "\t", "\x00\t"]
+)
 def test_blank_and_comment_lines(line: str) -> None:
     assert parse_line(line) is None
 
@@ -219,8 +233,10 @@ INVALID: list[tuple[str, str]] = [
     ("m v=1 1 2", "unexpected '2' after the timestamp"),
     ("m v=1 1\t", "invalid timestamp"),
     ("m v=1 9223372036854775807", "out of InfluxDB's time range"),
-    ("m,t=a\\\\ v=1 5", "ambiguous escape"),
-    ("m a\\\\=1 5", "ambiguous escape"),
+    # `\\` then a separator: in a tag the separator is escaped (InfluxDB: invalid tag format),
+    # in a field key InfluxDB refuses it
+    ("m,t=a\\\\ v=1 5", "unescaped '=' in the value of tag 't'"),
+    ("m a\\\\=1 5", "'\\\\' right before '=' in a field key"),
 ]
 
 
@@ -242,6 +258,40 @@ def test_file_errors_name_file_line_and_column(tmp_path: Path, line: str, reason
     assert (error.path, error.line_no) == (str(path), 3)
     assert reason in str(error)
     assert f"{path}, line 3, column {error.column}" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"), [("m v=1 5\r", "invalid timestamp"), ("m v=1\r", "invalid number")]
+)
+def test_bare_cr_is_not_a_line_end(line: str, reason: str) -> None:
+    with pytest.raises(LineProtocolError, match=reason):
+        parse_line(line)
+
+
+def test_bare_cr_ending_a_file_is_not_a_line_end(tmp_path: Path) -> None:
+    path = tmp_path / "cr.lp"
+    path.write_bytes(b"m v=1 1\r\nm v=2 2\r")
+    with pytest.raises(LineProtocolError, match="invalid timestamp") as caught:
+        list(iter_file_points(path))
+    assert caught.value.line_no == 2
+
+
+def test_default_time_is_truncated_to_the_precision(tmp_path: Path) -> None:
+    path = write(tmp_path / "now.lp", "m v=1\n")
+    for precision, scale in [("ns", 1), ("us", 1_000), ("ms", 1_000_000), ("s", 10**9)]:
+        points = list(iter_file_points(path, precision=precision, default_time_ns=T0 + 123_456_789))
+        assert points[0].time_ns == T0 + 123_456_789 - (123_456_789 % scale)
+
+
+def test_invalid_utf8_becomes_one_replacement_per_byte(tmp_path: Path) -> None:
+    path = tmp_path / "bad.lp"
+    path.write_bytes(b'm\xff,t=a\xe2\x82 v\xc3=1,s="x\xff" 5\nm v=2 6\n')
+    stats = ScanStats()
+    points = list(iter_file_points(path, stats=stats))
+    assert points[0] == Point(
+        "m\ufffd", (("t", "a\ufffd\ufffd"),), {"v\ufffd": 1.0, "s": "x\ufffd"}, 5
+    )
+    assert stats.replaced_utf8_lines == 1
 
 
 def test_errors_survive_pickling() -> None:

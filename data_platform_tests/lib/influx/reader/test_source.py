@@ -131,6 +131,7 @@ def test_on_error_skip_counts_malformed_lines(tmp_path: Path) -> None:
     assert stats.skipped_lines == 4
     assert [e.line_no for e in stats.errors] == [2, 4, 5, 7]
     assert "not valid UTF-8" in stats.errors[-1].reason
+    assert "invalid value" in stats.errors[-1].reason
     with pytest.raises(LineProtocolError) as caught:
         list(iter_file_points(path))
     assert caught.value.line_no == 2

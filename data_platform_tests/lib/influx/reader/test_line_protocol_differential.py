@@ -1,0 +1,434 @@
+"""The line-protocol reader against a real influxd: generated and mutated lines, both readings.
+
+Seeded random lines (names with escapes, spaces, commas, equals signs, quotes and unicode; every
+field type; with and without timestamps; every precision) and random byte-level mutations of
+them go once to influxd's `/write` and once through `iter_file_points`. What influxd stores
+(`SELECT * ... GROUP BY *`, `SHOW FIELD KEYS` for the types) must equal what the reader yields,
+except for the differences `line_protocol.py` lists, each asserted here.
+
+Every field key ends in `_<line number>x`, so each stored value names the line it came from and
+lines never share a field (no type conflicts between lines, no overwrites).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from data_platform.lib.influx.reader.files import ScanStats, iter_file_points
+from data_platform.lib.influx.reader.line_protocol import PRECISION_NS
+from data_platform.utils.local_servers import LocalInfluxd
+
+pytestmark = pytest.mark.integration
+
+SEED = 20260611
+LINES_PER_PRECISION = 900
+PRECISIONS = ("ns", "us", "ms", "s")
+_WRITE_PRECISION = {"ns": "n", "us": "u", "ms": "ms", "s": "s"}  # InfluxDB 1.x's spelling
+_NAME_CHARS = [*"abcxyz019_-.:/", " ", ",", "=", '"', "\\", "é", "ü", "温", "✓", "\t", "#"]
+_MUTATION_BYTES = [*b' ,="\\=#\t\r0.-eiu', 0x00, 0xFF, 0xC3, 0xE2]
+_SUFFIX = re.compile(r"_([0-9]+)[a-h]x$")
+
+Value = tuple[str, object]  # (InfluxDB field type, value)
+Stored = tuple[str, tuple[tuple[str, str], ...], str, int, Value]
+
+
+def _name(rnd: random.Random, specials: str) -> str:
+    """A random name escaped for a position whose separators are `specials`."""
+    chars = [rnd.choice(_NAME_CHARS) for _ in range(rnd.randint(1, 6))]
+    out = []
+    for char in chars:
+        if char in specials:
+            out.append("\\" + char)
+        elif char == "\\":
+            out.append("\\" if rnd.random() < 0.7 else "\\\\")
+        else:
+            out.append(char)
+    text = "".join(out)
+    # a backslash must not end up before a separator it was not meant to escape
+    return text.rstrip("\\") or "n"
+
+
+def _value(rnd: random.Random) -> str:
+    kind = rnd.randrange(9)
+    if kind == 0:
+        return repr(rnd.uniform(-1e6, 1e6))
+    if kind == 1:
+        return rnd.choice(["1", "-0", ".5", "5.", "1e3", "-1.5E-3", "01", "1e+21", "123456789"])
+    if kind == 2:
+        return f"{rnd.randint(-(2**63), 2**63 - 1)}i"
+    if kind == 3:
+        return f"{rnd.randint(-1000, 1000)}i"
+    if kind == 4:
+        return f"{rnd.randint(0, 2**64 - 1)}u"
+    if kind == 5:
+        return rnd.choice(["t", "T", "true", "True", "TRUE", "f", "F", "false", "False", "FALSE"])
+    chars = [rnd.choice([*_NAME_CHARS, "\\\\", '\\"']) for _ in range(rnd.randint(0, 8))]
+    text = "".join(c for c in chars if c not in ('"', "\\"))
+    return f'"{text}"'
+
+
+def valid_line(rnd: random.Random, index: int, precision: str) -> str:
+    measurement = _name(rnd, ", ")
+    if measurement[0] == "#":
+        measurement = "m" + measurement
+    tags = {}
+    for _ in range(rnd.randint(0, 3)):
+        tags[_name(rnd, ", =").replace("#", "h")] = _name(rnd, ", =")
+    fields = [
+        f"{_name(rnd, ', =')}_{index}{'abcdefgh'[n]}x={_value(rnd)}"
+        for n in range(rnd.randint(1, 4))
+    ]
+    line = measurement + "".join(f",{k}={v}" for k, v in tags.items() if k != "time")
+    line += " " + ",".join(fields)
+    if rnd.random() < 0.8:
+        limit = 1_500_000_000_000_000_000 // PRECISION_NS[precision]
+        line += f" {rnd.randint(-limit, limit)}"
+    return line
+
+
+def mutate(rnd: random.Random, line: bytes, index: int) -> bytes:
+    """One to three byte edits, none inside a field key's line number (it names the line)."""
+    data = bytearray(line)
+    token = re.compile(rb"_%d[a-h]x" % index)
+    for _ in range(rnd.randint(1, 3)):
+        protected = {i for m in token.finditer(bytes(data)) for i in range(m.start(), m.end())}
+        at = rnd.randrange(len(data) + 1)
+        if at in protected:
+            continue
+        action = rnd.randrange(7)
+        if action == 0 and at < len(data):
+            del data[at]
+        elif action == 1:
+            data.insert(at, rnd.choice(_MUTATION_BYTES))
+        elif action == 2 and at < len(data):
+            data[at] = rnd.choice(_MUTATION_BYTES)
+        elif action == 3:
+            spaces = [i for i, b in enumerate(data) if b in b" ," and i not in protected]
+            if spaces:
+                i = rnd.choice(spaces)
+                data[i] = ord(",") if data[i] == ord(" ") else ord(" ")
+        elif action == 4:
+            data[0:0] = rnd.choice([b" ", b"\t", b"\t ", b"\x00", b"# ", b"\t# "])
+        elif action == 5:
+            data += rnd.choice([b"\r", b" ", b"  "])
+        else:
+            data.insert(at, ord(" "))
+    return bytes(data)
+
+
+def generate(seed: int, precision: str, count: int) -> list[bytes]:
+    """`count` lines, about half of them mutated; each line's index is in its field keys."""
+    rnd = random.Random(f"{seed}-{precision}")
+    lines = []
+    for index in range(count):
+        line = valid_line(rnd, index, precision).encode()
+        if rnd.random() < 0.5:
+            line = mutate(rnd, line, index)
+        lines.append(line)
+    return lines
+
+
+# -- InfluxDB's reading ---------------------------------------------------------------------------
+
+
+def _request(url: str, path: str, params: dict[str, str], body: bytes = b"") -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        f"{url}{path}?{urllib.parse.urlencode(params)}", data=body, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def stored_measurements(server: LocalInfluxd, db: str) -> set[str]:
+    _, body = _request(server.url, "/query", {"db": db, "q": "SHOW MEASUREMENTS"})
+    series = json.loads(body)["results"][0].get("series", [])
+    return {row[0] for s in series for row in s["values"]}
+
+
+def influx_reading(server: LocalInfluxd, db: str) -> set[Stored]:
+    """Every stored value as (measurement, tags, field, time, (type, value)).
+
+    InfluxDB 1.x stores a measurement whose name has a backslash, but `SELECT` cannot name
+    it: such values are missing here, and `stored_measurements` lists the name.
+    """
+    _, body = _request(server.url, "/query", {"db": db, "q": "SHOW FIELD KEYS"})
+    types: dict[tuple[str, str], str] = {}
+    for series in json.loads(body)["results"][0].get("series", []):
+        for key, kind in series["values"]:
+            types[series["name"], key] = kind
+    query = {"db": db, "q": "SELECT * FROM /.*/ GROUP BY *", "epoch": "ns"}
+    _, body = _request(server.url, "/query", query)
+    stored: set[Stored] = set()
+    for series in json.loads(body)["results"][0].get("series", []):
+        name = series["name"]
+        tags = tuple(sorted((k, v) for k, v in series.get("tags", {}).items() if v != ""))
+        columns = series["columns"]
+        for row in series["values"]:
+            for column, value in zip(columns[1:], row[1:], strict=True):
+                if value is not None:
+                    kind = types[name, column]
+                    if kind == "float":
+                        value = float(value)
+                    stored.add((name, tags, column, row[0], (kind, value)))
+    return stored
+
+
+# -- the reader's reading -------------------------------------------------------------------------
+
+
+_TYPE = {float: "float", int: "integer", bool: "boolean", str: "string"}
+
+
+@dataclass
+class Reading:
+    stored: set[Stored] = field(default_factory=set)
+    unsigned_lines: set[int] = field(default_factory=set)
+    stats: ScanStats = field(default_factory=ScanStats)
+
+
+def reader_reading(path: Path, precision: str, default_time_ns: int) -> Reading:
+    reading = Reading()
+    points = iter_file_points(
+        path,
+        precision=precision,
+        default_time_ns=default_time_ns,
+        on_error="skip",
+        stats=reading.stats,
+    )
+    for point in points:
+        assert point.time_ns is not None
+        for key, value in point.fields.items():
+            kind = "unsigned" if key in point.unsigned else _TYPE[type(value)]
+            if kind == "unsigned":
+                reading.unsigned_lines.update(_line_of(key))
+            stored = (point.measurement, point.tags, key, point.time_ns, (kind, value))
+            reading.stored.add(stored)
+    return reading
+
+
+def _line_of(key: str) -> Iterator[int]:
+    match = _SUFFIX.search(key)
+    if match:
+        yield int(match.group(1))
+
+
+@dataclass
+class Comparison:
+    influx: set[Stored]
+    reader: Reading
+    lines: list[bytes]
+    write_started_ns: int
+    write_ended_ns: int
+    scale: int
+
+    def normalized(self, stored: set[Stored], default: int | None) -> set[Stored]:
+        """Default timestamps become -1: InfluxDB's is the server's clock during the write."""
+        out = set()
+        for measurement, tags, key, time_ns, value in stored:
+            if default is None:
+                is_default = self.write_started_ns - self.scale <= time_ns <= self.write_ended_ns
+            else:
+                is_default = time_ns == default
+            if is_default:
+                assert time_ns % self.scale == 0, (key, time_ns)
+                time_ns = -1
+            out.add((measurement, tags, key, time_ns, value))
+        return out
+
+
+@pytest.mark.parametrize(
+    "precision",
+    [
+        pytest.param(
+            precision,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="open: a few seeded lines with `\\\\=` in a tag key that 1.6.7 does not "
+                "store and the reader takes (cause not yet found)",
+            ),
+        )
+        if precision == "us"
+        else precision
+        for precision in PRECISIONS
+    ],
+)
+def test_reader_reads_lines_as_influxdb_stores_them(
+    influxd: LocalInfluxd, influx_db: str, tmp_path: Path, precision: str
+) -> None:
+    lines = generate(SEED, precision, LINES_PER_PRECISION)
+    body = b"\n".join(lines) + b"\n"
+    scale = PRECISION_NS[precision]
+
+    # A name that is not UTF-8 makes InfluxDB 1.x refuse the whole request (HTTP 500), so
+    # lines that are not UTF-8 go one per request.
+    undecodable = [line for line in lines if not _is_utf8(line)]
+    params = {"db": influx_db, "precision": _WRITE_PRECISION[precision]}
+    started = time.time_ns()
+    status, answer = _request(
+        influxd.url, "/write", params, b"\n".join(filter(_is_utf8, lines)) + b"\n"
+    )
+    assert status in (204, 400), answer  # 400: InfluxDB writes the good lines, names the bad
+    refused_whole = set()
+    for line in undecodable:
+        status, answer = _request(influxd.url, "/write", params, line)
+        if status == 500:
+            assert b"contains invalid UTF-8" in answer
+            refused_whole.add(line)
+        else:
+            assert status in (204, 400), answer
+    ended = time.time_ns()
+    influx = influx_reading(influxd, influx_db)
+
+    path = tmp_path / "lines.lp"
+    path.write_bytes(body)
+    reading = reader_reading(path, precision, started)
+    default = started - started % scale  # a line without timestamp: the time, truncated
+    comparison = Comparison(influx, reading, lines, started, ended, scale)
+    ours = comparison.normalized(reading.stored, default)
+    theirs = comparison.normalized(influx, None)
+
+    only_ours = _by_line(ours - theirs)
+    only_theirs = _by_line(theirs - ours)
+    measurements = stored_measurements(influxd, influx_db)
+    refused = {_index_of(line, lines) for line in refused_whole}
+    differences = _explain(lines, reading, only_ours, only_theirs, measurements, refused)
+    unexplained = {
+        i: (lines[i] if 0 <= i < len(lines) else None, only_ours.get(i), only_theirs.get(i))
+        for i, why in differences.items()
+        if why is None
+    }
+    assert not unexplained, unexplained
+    assert -1 not in only_ours and -1 not in only_theirs
+
+    # a name that is not UTF-8: InfluxDB 1.x may refuse the whole write (HTTP 500), the
+    # reader reads the line with U+FFFD for each bad byte, as 1.x answers where it stores it
+    assert reading.stats.replaced_utf8_lines > 0
+    for line in refused_whole:
+        assert differences.get(_index_of(line, lines)) == "refused-name"
+
+    # the listed differences occurred, and only as listed
+    reasons = set(differences.values())
+    assert "unsigned" in reasons
+    assert "crlf" in reasons
+    assert len(ours) > LINES_PER_PRECISION
+    assert any(time_ns == -1 for _, _, _, time_ns, _ in ours)
+    assert any("\ufffd" in str(s) for s in ours), "no invalid UTF-8 was compared"
+
+
+def _by_line(stored: set[Stored]) -> dict[int, set[Stored]]:
+    out: dict[int, set[Stored]] = {}
+    for item in stored:
+        indexes = list(_line_of(item[2])) or [-1]
+        out.setdefault(indexes[0], set()).add(item)
+    return out
+
+
+def swallowed_lines(lines: list[bytes]) -> set[int]:
+    """Lines InfluxDB joins to the one before, as scanLine in its models/points.go does: in the
+    field set a quote after more `=` than `,` opens a string, and a newline in it is kept."""
+    body = b"\n".join(lines) + b"\n"
+    swallowed: set[int] = set()
+    line_no = i = 0
+    while i < len(body):
+        fields = quoted = False
+        equals = commas = 0
+        while i < len(body):
+            char = body[i]
+            if char == 0x5C:  # a backslash skips the next byte, a newline too
+                if body[i + 1 : i + 2] == b"\n":
+                    line_no += 1
+                    swallowed.add(line_no)
+                i += 2
+                continue
+            fields = fields or char == 0x20
+            if fields and not quoted and char in (0x3D, 0x2C):
+                equals += char == 0x3D
+                commas += char == 0x2C
+            elif fields and char == 0x22 and equals > commas:
+                quoted = not quoted
+            elif char == 0x0A:
+                line_no += 1
+                if not quoted:
+                    break
+                swallowed.add(line_no)
+            i += 1
+        i += 1
+    return swallowed
+
+
+def _explain(
+    lines: list[bytes],
+    reading: Reading,
+    only_ours: dict[int, set[Stored]],
+    only_theirs: dict[int, set[Stored]],
+    measurements: set[str],
+    refused: set[int],
+) -> dict[int, str | None]:
+    """Why each line differs: one of the differences `line_protocol.py` lists, or None."""
+    # the batch InfluxDB read held the UTF-8 lines only
+    batch = [index for index, line in enumerate(lines) if _is_utf8(line)]
+    swallowed = {batch[i] for i in swallowed_lines([lines[i] for i in batch])}
+    out: dict[int, str | None] = {}
+    for index in only_ours.keys() | only_theirs.keys():
+        line = lines[index] if 0 <= index < len(lines) else b""
+        why: str | None = None
+        if index in only_ours and index not in only_theirs:
+            # InfluxDB 1.x refused a line the reader takes
+            names = {stored[0] for stored in only_ours[index]}
+            if index in swallowed:
+                why = "open-quote"
+            elif not _is_utf8(line) and index in refused:
+                why = "refused-name"
+            elif all("\\" in name for name in names) and measurements:
+                why = "unselectable"
+            elif index in reading.unsigned_lines:
+                why = "unsigned"
+            elif line.endswith(b"\r"):
+                why = "crlf"
+        if line.endswith(b"\r") and why is None:
+            why = "crlf"  # 1.x reads the \r as part of the line, also where it takes it
+        elif (
+            index in only_theirs
+            and index not in only_ours
+            and "after the string value" in _rejection(line)
+        ):
+            why = "after-quote"  # InfluxDB 1.x took a line the reader refuses
+        out[index] = why
+    return out
+
+
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _rejection(line: bytes) -> str:
+    """Why the files reader refuses `line` alone, or "" when it takes it."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "line.lp"
+        path.write_bytes(line)
+        stats = ScanStats()
+        list(iter_file_points(path, on_error="skip", stats=stats))
+    return stats.errors[0].reason if stats.errors else ""
+
+
+def _index_of(line: bytes, lines: list[bytes]) -> int:
+    return lines.index(line)
