@@ -137,6 +137,7 @@ def run_child(**kwargs: str) -> dict:
 
 def read_only(influx_url: str, db: str, span: timedelta) -> tuple[float, int, str]:
     from data_platform.lib.influx.reader.client import InfluxClient
+    from data_platform.lib.influx.reader.query import SeriesQuery
     from data_platform.lib.influx.reader.settings import InfluxSettings
     from data_platform.lib.timing.window import Window
 
@@ -145,7 +146,7 @@ def read_only(influx_url: str, db: str, span: timedelta) -> tuple[float, int, st
         started = time.perf_counter()
         values = 0
         for batch in client.stream_window(
-            "plant", Window(START, START + span + timedelta(hours=1))
+            SeriesQuery("plant", Window(START, START + span + timedelta(hours=1)))
         ):
             for row in batch.rows:
                 values += sum(1 for v in row[1:] if v is not None)

@@ -21,6 +21,7 @@ from data_platform.lib.historian.signals import Signal
 from data_platform.lib.historian.tables import HistorianTables, ensure_tables
 from data_platform.lib.historian.window import replace_window
 from data_platform.lib.influx.reader.model import SeriesBatch
+from data_platform.lib.influx.reader.query import SeriesQuery
 from data_platform.lib.influx.reader.source import LineProtocolSource
 from data_platform.lib.timing.window import Window
 from data_platform.utils.local_servers import LocalInfluxd
@@ -302,7 +303,7 @@ def test_points_in_year_2200(
             pg_conn,
             registry,
             window,
-            source.stream_window("m", window),
+            source.stream_window(SeriesQuery("m", window)),
             delete_tag_ids=lambda: [],
             register_conn=reg_conn,
         )

@@ -122,6 +122,22 @@ def replace_window(
     return stream.result
 
 
+def _with_values(batch: SeriesBatch) -> SeriesBatch:
+    """The batch without the columns it has no value of: `SELECT *` gives every series every
+    field of the measurement, and a field without values is no signal of that series."""
+    empty = [
+        index
+        for index in range(1, len(batch.columns) + 1)
+        if all(row[index] is None for row in batch.rows)
+    ]
+    if not empty:
+        return batch
+    keep = [0, *(i for i in range(1, len(batch.columns) + 1) if i not in empty)]
+    columns = tuple(batch.columns[i - 1] for i in keep[1:])
+    rows = [[row[i] for i in keep] for row in batch.rows]
+    return SeriesBatch(batch.measurement, batch.tags, columns, rows)
+
+
 def _delete_rows(
     cur: psycopg.Cursor, tables: HistorianTables, window: Window, tag_ids: Sequence[int]
 ) -> int:
@@ -159,7 +175,7 @@ class _WindowStream:
     def copy_batches(self, out: ValueCopy, batches: Iterable[SeriesBatch]) -> None:
         """Stream the batches into the COPY and close it."""
         source = self.registry.source
-        for batch in batches:
+        for batch in map(_with_values, batches):
             if not batch.rows:
                 continue
             registered = self.registry.ensure(

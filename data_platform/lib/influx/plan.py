@@ -18,6 +18,7 @@ from data_platform.lib.historian.signals import Signal
 from data_platform.lib.historian.tables import HistorianTables
 from data_platform.lib.influx import specs
 from data_platform.lib.influx.reader.filters import TagFilter
+from data_platform.lib.influx.reader.query import SeriesQuery
 from data_platform.lib.influx.reader.settings import InfluxSettings
 from data_platform.lib.timing.durations import format_interval, parse_duration
 from data_platform.lib.timing.partitions import Partitions
@@ -45,6 +46,8 @@ class ServerSettings:
     password_env: str | None
     token_env: str | None
     pool: str
+    discovery_lookback: timedelta = timedelta(days=7)
+    """How far back from each measurement's newest point the registry finds signals."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,10 @@ class MeasurementSelection:
     def named(self, name: str) -> MeasurementSelection:
         """The same selection applied to one measurement found at the source."""
         return MeasurementSelection(name, self.asset_name, self.fields, self.tags, self.tag_filter)
+
+    def query(self, window: Window) -> SeriesQuery:
+        """What a read of this (one-measurement) selection asks for in `window`."""
+        return SeriesQuery(self.name, window, self.fields, self.tag_filter)
 
     def keeps(self, signal: Signal) -> bool:
         """Whether a registered signal belongs to this selection (its field and tags)."""
@@ -221,11 +228,15 @@ def _server(spec: specs.InfluxServerSpec) -> ServerSettings:
             ca_cert=spec.ca_cert,
             format=spec.format,
             chunk_size=spec.chunk_size,
+            version=spec.version,
         ),
         username_env=spec.username_env,
         password_env=spec.password_env,
         token_env=spec.token_env,
         pool=spec.pool or f"influx_{slugify(host)}",
+        discovery_lookback=parse_duration(
+            spec.discovery_lookback, ("influx", "discovery_lookback")
+        ),
     )
 
 

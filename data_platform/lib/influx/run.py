@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -26,8 +26,10 @@ from data_platform.lib.historian.tables import ensure_tables
 from data_platform.lib.historian.window import WindowLock, WindowWrite, replace_window
 from data_platform.lib.influx import checks
 from data_platform.lib.influx.plan import IngestPlan, MeasurementSelection
-from data_platform.lib.influx.reader.model import FieldInfo
+from data_platform.lib.influx.reader.discovery import lookback_window, signals_with_values
+from data_platform.lib.influx.reader.model import FieldInfo, Tags
 from data_platform.lib.influx.reader.protocol import InfluxReader
+from data_platform.lib.influx.reader.query import SeriesQuery
 from data_platform.lib.influx.results import AssetRun, MeasurementRun
 from data_platform.lib.timing.window import Window
 from data_platform.lib.warehouse import WarehouseResource, WarehouseUnavailable
@@ -135,17 +137,41 @@ def new_registry(plan: IngestPlan) -> SignalRegistry:
 
 @dataclass
 class Discovery:
-    """The series x fields a selection finds at the source, and each field's type(s)."""
+    """The signals with values a selection finds at the source, and each field's type(s).
+
+    `live_fields` are the (measurement, field) pairs the source still lists (SHOW FIELD KEYS);
+    `series` the tag sets it lists per measurement (SHOW SERIES), None where it cannot
+    (InfluxDB 3). Together they decide which registered signals are gone (`removed`).
+    """
 
     types: dict[str, list[FieldInfo]] = field(default_factory=dict)
     signals: list[Signal] = field(default_factory=list)
     field_types: dict[tuple[str, str], str] = field(default_factory=dict)
+    live_fields: set[tuple[str, str]] = field(default_factory=set)
+    series: dict[str, set[Tags] | None] = field(default_factory=dict)
+    windows: dict[str, str] = field(default_factory=dict)
+
+    def gone(self, signal: Signal) -> bool:
+        """Whether a registered signal has left the source: its measurement or field is no
+        longer listed, or (where series can be listed) its series is not. A signal merely
+        silent in the look-back is not gone."""
+        if (signal.measurement, signal.field) not in self.live_fields:
+            return True
+        listed = self.series.get(signal.measurement)
+        return listed is not None and signal.tags not in listed
 
 
-def discover(plan: IngestPlan, reader: InfluxReader, selection: MeasurementSelection) -> Discovery:
-    """Measurements, fields (with types) and series of one selection, as the source lists them."""
+def discover(
+    plan: IngestPlan,
+    reader: InfluxReader,
+    selection: MeasurementSelection,
+    window: Window | None = None,
+) -> Discovery:
+    """Measurements, fields (with types) and the signals with values of one selection: in
+    `window`, or in the look-back before each measurement's newest point (the registry)."""
     found = Discovery()
     names = sorted(reader.list_measurements()) if selection.every_measurement else [selection.name]
+    lookback = plan.server.discovery_lookback if plan.server is not None else None
     for name in names:
         infos = found.types[name] = reader.list_field_keys(name)
         by_field: dict[str, set[str]] = {}
@@ -154,10 +180,17 @@ def discover(plan: IngestPlan, reader: InfluxReader, selection: MeasurementSelec
         fields = [f for f in by_field if selection.fields is None or f in selection.fields]
         for f in fields:
             found.field_types[(name, f)] = ",".join(sorted(by_field[f]))
-        for tags in reader.list_series(name):
-            if selection.tag_filter is not None and not selection.tag_filter.matches(tags):
-                continue
-            found.signals.extend(Signal(plan.source, name, tags, f) for f in fields)
+            found.live_fields.add((name, f))
+        if window is None:
+            listed = reader.list_series(name)
+            found.series[name] = set(listed) if listed is not None else None
+        searched = window or lookback_window(reader, name, lookback or timedelta(days=7))
+        if searched is None or not fields:
+            continue
+        found.windows[name] = str(searched)
+        query = SeriesQuery(name, searched, fields, selection.tag_filter)
+        for tags, with_values in signals_with_values(reader, query):
+            found.signals.extend(Signal(plan.source, name, tags, f) for f in with_values)
     return found
 
 
@@ -185,7 +218,7 @@ def ingest(
             )
         results = []
         for key, selection in selected.items():
-            found = discover(plan, reader, selection)
+            found = discover(plan, reader, selection, run_window)
             # Registering up front keeps registry writes out of the windows' transactions;
             # signals that appear only during a window's stream are registered then.
             with warehouse.connection() as conn:
@@ -245,12 +278,7 @@ def write_window(
                     conn,
                     registry,
                     window,
-                    reader.stream_window(
-                        measurement.name,
-                        window,
-                        fields=measurement.fields,
-                        tag_filters=measurement.tag_filter,
-                    ),
+                    reader.stream_window(measurement.query(window)),
                     delete_tag_ids=known_ids,
                     on_collision=plan.on_timestamp_collision,
                     register_conn=reg_conn,
@@ -315,6 +343,7 @@ def run_metadata(
         "engine": dg.MetadataValue.text(f"timescaledb {engine}" if engine else "postgresql"),
         "table": dg.MetadataValue.text(str(plan.tables)),
         "timestamp_collisions": dg.MetadataValue.int(written.collisions),
+        **reader_metadata(reader),
     }
     if plan.reads == "files":
         skipped, examples = skipped_lines(reader)
@@ -337,25 +366,47 @@ def run_metadata(
     return metadata
 
 
+def reader_metadata(reader: InfluxReader) -> dict[str, Any]:
+    """Which InfluxDB generation, response format and auth scheme a server read used."""
+    from data_platform.lib.influx.reader.client import InfluxClient
+
+    if not isinstance(reader, InfluxClient):
+        return {}
+    return {
+        "influx_generation": dg.MetadataValue.text(reader.generation.label),
+        "influx_format": dg.MetadataValue.text(reader.wire_format or "none yet"),
+        "influx_auth": dg.MetadataValue.text(reader.auth_scheme),
+    }
+
+
 def refresh_registry(plan: IngestPlan, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """Discover measurements, series, fields and types; upsert the registry."""
+    """Discover the signals with values (look-back before each measurement's newest point),
+    upsert them, record type changes and stamp the signals that left the source."""
     with open_reader(plan) as reader, warehouse.connection() as conn:
         ensure_tables(conn, plan.tables)
         registry = new_registry(plan)
         before = {r.signal: r for r in registry.load(conn)}
         discovered: list[Signal] = []
         field_types: dict[tuple[str, str], str] = {}
+        found_all: list[Discovery] = []
         for selection in plan.measurements:
             found = discover(plan, reader, selection)
+            found_all.append(found)
             discovered.extend(found.signals)
             field_types.update(found.field_types)
         registry.ensure(conn, discovered, field_types)
         found_signals = set(discovered)
         added = [s for s in discovered if s not in before]
-        removed = [s for s in before if s not in found_signals]
+        removed = [
+            s
+            for s in before
+            if s not in found_signals and all(found.gone(s) for found in found_all)
+        ]
         changed = registry.update_types(conn, field_types)
         registry.mark_removed(conn, removed, found_signals)
         conn.commit()
+        metadata = reader_metadata(reader)
+    windows = {m: w for found in found_all for m, w in found.windows.items()}
     return dg.MaterializeResult(
         metadata={
             "signals": dg.MetadataValue.int(len(found_signals)),
@@ -364,7 +415,9 @@ def refresh_registry(plan: IngestPlan, warehouse: WarehouseResource) -> dg.Mater
             "type_changes": dg.MetadataValue.json(changed),
             "added_preview": dg.MetadataValue.json([s.key for s in added[:20]]),
             "removed_preview": dg.MetadataValue.json([s.key for s in removed[:20]]),
+            "discovery_windows": dg.MetadataValue.json(windows),
             "dagster/row_count": dg.MetadataValue.int(len(found_signals)),
+            **metadata,
         }
     )
 

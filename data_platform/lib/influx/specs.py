@@ -9,6 +9,7 @@ import dagster as dg
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from data_platform.lib.influx.reader.settings import check_database, check_url
+from data_platform.lib.timing.durations import parse_duration
 from data_platform.lib.timing.partitions import PartitionsSpec
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -69,6 +70,20 @@ class InfluxServerSpec(dg.Resolvable, dg.Model):
         default="auto",
         description="Response format; `auto` asks for msgpack and falls back to CSV, then JSON.",
     )
+    version: Literal["auto", "1", "2", "3"] = Field(
+        default="auto",
+        description="The server's InfluxDB generation: `auto` asks `/ping` once per run; `1`, "
+        "`2` or `3` forces it (what the reader sends depends on it: 3.x has no SHOW SERIES, "
+        "its msgpack differs, a token goes as `Bearer` on 3.x and `Token` on 2.x).",
+        examples=["auto", "3"],
+    )
+    discovery_lookback: str = Field(
+        default="7d",
+        description="How far back from a measurement's newest point the registry looks for "
+        "the signals that carry values (one `last(*)` per series, so the cost is bounded by "
+        "it, not by the history). A signal silent for longer keeps its registry row.",
+        examples=["7d", "30d", "12h"],
+    )
     chunk_size: int = Field(
         default=10_000,
         description="Points per streamed chunk: memory stays bounded by it, not by the window.",
@@ -86,6 +101,18 @@ class InfluxServerSpec(dg.Resolvable, dg.Model):
         "(default: one pool per server host and port).",
         examples=["influx_plant_north"],
     )
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, value: object) -> object:
+        # YAML reads `version: 3` as a number.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("discovery_lookback")
+    @classmethod
+    def _lookback(cls, value: str) -> str:
+        parse_duration(value, ("influx", "discovery_lookback"))
+        return value
 
     @field_validator("chunk_size")
     @classmethod

@@ -1,8 +1,9 @@
 """Read InfluxDB through the v1 `/query` API (InfluxQL), one window at a time, streamed.
 
 InfluxDB 1.x serves this API natively, 2.x through DBRP mappings and 3.x through its
-v1-compatible endpoint. Responses are read chunk by chunk (`chunked=true`) in msgpack, JSON or
-CSV, so memory stays flat however large a window is.
+v1-compatible endpoint; the client finds out which from `/ping` (or `influx.version`) and sends
+only what that generation supports (GENERATIONS.md). Responses are read chunk by chunk
+(`chunked=true`) in msgpack, JSON or CSV, so memory stays flat however large a window is.
 
 What each format can and cannot say matters for correctness:
 - msgpack and JSON carry per-statement errors and `partial` flags, so a query that the server
@@ -31,12 +32,16 @@ from data_platform.lib.influx.reader.errors import (
     InfluxAuthError,
     InfluxConfigError,
     InfluxDatabaseNotFound,
+    InfluxError,
     InfluxQueryError,
     InfluxTransientError,
 )
 from data_platform.lib.influx.reader.filters import TagFilter
+from data_platform.lib.influx.reader.generation import Generation
 from data_platform.lib.influx.reader.influxql import (
     count_window,
+    last_per_series,
+    newest_point,
     parse_series_key,
     qualified_measurement,
     quote_ident,
@@ -48,9 +53,11 @@ from data_platform.lib.influx.reader.model import (
     FieldStats,
     FieldValue,
     SeriesBatch,
+    SeriesFields,
     Tags,
     normalize_tags,
 )
+from data_platform.lib.influx.reader.query import SeriesQuery
 from data_platform.lib.influx.reader.settings import Credentials, InfluxSettings, WireFormat
 from data_platform.lib.influx.reader.wire import (
     CsvServerError,
@@ -61,12 +68,14 @@ from data_platform.lib.influx.reader.wire import (
     csv_batches,
     field_counts,
     merged,
+    signals_of_last_rows,
     text_lines,
 )
 from data_platform.lib.timing.window import Window
 
 # JSON before CSV: both parse at about the same speed here, but only JSON carries errors.
 _AUTO_ORDER: tuple[WireFormat, ...] = ("msgpack", "json", "csv")
+_AUTO_WITHOUT_MSGPACK: tuple[WireFormat, ...] = ("json", "csv")
 
 
 class InfluxClient:
@@ -124,6 +133,17 @@ class InfluxClient:
         )
 
     @property
+    def generation(self) -> Generation:
+        """The server's generation: `influx.version`, else what `/ping` says (asked once)."""
+        return self._conn.ensure_generation()
+
+    @property
+    def auth_scheme(self) -> str:
+        """`Token`, `Bearer`, `Basic` or `none`: how requests authenticate."""
+        self._conn.ensure_generation()
+        return self._conn.auth_scheme
+
+    @property
     def wire_format(self) -> WireFormat | None:
         """The format in use: the configured one, or what `auto` settled on (None before)."""
         if self.settings.format != "auto":
@@ -132,8 +152,8 @@ class InfluxClient:
 
     # -- public API -------------------------------------------------------------------------------
     def ping(self) -> str:
-        """The server's version (from the `X-Influxdb-Version` header)."""
-        return self._conn.ping()
+        """The server's version (from `/ping`)."""
+        return self._conn.ping().version
 
     def list_measurements(self) -> list[str]:
         what = "listing measurements"
@@ -150,22 +170,34 @@ class InfluxClient:
         once per type."""
         return self._field_keys(measurement)
 
-    def list_series(self, measurement: str) -> list[Tags]:
-        """The tag sets of the measurement's series (from the keys `SHOW SERIES` lists)."""
+    def list_series(self, measurement: str) -> list[Tags] | None:
+        """The tag sets of the measurement's series (`SHOW SERIES`), or None where the server
+        has no such statement (InfluxDB 3)."""
+        if not self.generation.lists_series:
+            return None
         query = f"SHOW SERIES FROM {self._source_of(measurement)}"
         series = self._conn.metadata(query, f"listing series of {quote_ident(measurement)}")
         return [parse_series_key(str(key))[1] for key in column(series, "key")]
 
+    def list_signals(self, query: SeriesQuery) -> list[SeriesFields]:
+        """Each series with a value in the query's window and the fields it has values of:
+        one `last(*)` row per series, so the cost is one point per series and field."""
+        what = f"discovering the signals of {quote_ident(query.measurement)}"
+        statement = last_per_series(self._source_of(query.measurement), query)
+        return signals_of_last_rows(
+            self._conn.metadata(statement, what, query.window), query.fields
+        )
+
+    def newest_ns(self, measurement: str) -> int | None:
+        """The time of the measurement's newest point (None without points)."""
+        what = f"finding the newest point of {quote_ident(measurement)}"
+        series = self._conn.metadata(newest_point(self._source_of(measurement)), what)
+        return next((int(t) for t in column(series, "time")), None)
+
     def stream_window(
-        self,
-        measurement: str,
-        window: Window,
-        *,
-        fields: Sequence[str] | None = None,
-        tag_filters: Mapping[str, Sequence[str]] | TagFilter | None = None,
-        chunk_size: int | None = None,
+        self, query: SeriesQuery, *, chunk_size: int | None = None
     ) -> Iterator[SeriesBatch]:
-        """The points of `window` ([start, end)), one batch per series per chunk.
+        """The points of the query's window ([start, end)), one batch per series per chunk.
 
         Rows are `[time_ns, value, ...]` aligned with the batch's `columns` (field names).
         Once a batch has been yielded, any failure raises: discard what this window yielded
@@ -174,11 +206,12 @@ class InfluxClient:
         size = self.settings.chunk_size if chunk_size is None else chunk_size
         if size <= 0:
             raise ValueError(f"chunk_size must be positive, got {size}")
+        measurement, window, fields = query.measurement, query.window, query.fields
         source = self._source_of(measurement)
-        tag_filter = TagFilter.of(tag_filters)
-        query = select_window(source, window, fields=fields, tag_filters=tag_filter)
+        tag_filter = query.tag_filter
+        statement = select_window(source, window, fields=fields, tag_filters=tag_filter)
         selected = tuple(dict.fromkeys(fields)) if fields is not None else None
-        read = _WindowRead(measurement, source, window, query, size, selected, tag_filter)
+        read = _WindowRead(measurement, source, window, statement, size, selected, tag_filter)
         return self._stream_with_retries(read)
 
     def window_stats(self, measurement: str, window: Window) -> dict[str, FieldStats]:
@@ -271,6 +304,12 @@ class InfluxClient:
 
     # -- streaming a window -----------------------------------------------------------------------
     def _stream_with_retries(self, read: _WindowRead) -> Iterator[SeriesBatch]:
+        try:
+            _ = self.generation
+        except InfluxError as exc:  # name the window the caller asked for
+            raise type(exc)(
+                exc.source, read.what, exc.cause, read.window, exc.hint, exc.status
+            ) from exc
         attempt = 0
         while True:
             progress = _Progress()
@@ -291,15 +330,23 @@ class InfluxClient:
             candidates: tuple[WireFormat, ...] = (self.settings.format,)
         elif self._negotiated is not None:
             candidates = (self._negotiated,)
+        elif self.generation.msgpack is None:
+            # InfluxDB 3.0-3.6 answer msgpack with HTTP 500; 3.7+ is told apart by /ping.
+            candidates = _AUTO_WITHOUT_MSGPACK
         else:
             candidates = _AUTO_ORDER
         for index, fmt in enumerate(candidates):
             try:
                 response = self._conn.open(read.query, fmt, read.chunk_size, read.what, read.window)
-            except (InfluxQueryError, InfluxConfigError) as exc:
-                # A 4xx answer to a format the server does not speak (InfluxDB 3 rejects
-                # msgpack): try the next one. A query the server rejects fails in every format.
-                if exc.status is None or index + 1 == len(candidates):
+            except (InfluxQueryError, InfluxConfigError, InfluxTransientError) as exc:
+                # A 4xx answer to a format the server does not speak, or InfluxDB 3.0-3.6's
+                # HTTP 500 to msgpack: try the next one. A query the server rejects fails in
+                # every format; other server errors are retried as they are.
+                refused = exc.status is not None and (
+                    not isinstance(exc, InfluxTransientError)
+                    or (fmt == "msgpack" and exc.status == 500 and self.generation.major >= 3)
+                )
+                if not refused or index + 1 == len(candidates):
                     raise
                 self._conn.log.info(
                     "source '%s': the server refused %s (%s); trying %s",
@@ -318,8 +365,9 @@ class InfluxClient:
 
     def _stream_once(self, read: _WindowRead, progress: _Progress) -> Iterator[SeriesBatch]:
         types: dict[str, frozenset[str]] | None = None
-        if self.wire_format in ("json", "csv"):
-            # JSON writes 2.0 as 2 and CSV has no types at all: both need the schema.
+        if self._untyped(self.wire_format):
+            # JSON writes 2.0 as 2 (so does 3.x's msgpack), CSV has no types: they need the
+            # schema.
             types = self._field_types(read.measurement)
         # A field whose type differs between shards is read once per type (see
         # `select_window`); msgpack reads go by the types last listed (`list_field_keys`).
@@ -335,7 +383,7 @@ class InfluxClient:
             read = dataclasses.replace(read, query=query)
         response, kind = self._open_window(read)
         try:
-            if kind != "msgpack" and types is None:
+            if self._untyped(kind) and types is None:
                 types = self._field_types(read.measurement)
             if kind == "csv":
                 tally = CsvTally({}, {})
@@ -366,6 +414,10 @@ class InfluxClient:
             raise self._broken(read, progress, str(exc) or type(exc).__name__) from exc
         finally:
             response.close()
+
+    def _untyped(self, kind: WireFormat | None) -> bool:
+        """Whether a format loses the float type of whole numbers."""
+        return kind is not None and (kind != "msgpack" or self.generation.msgpack == "arrays")
 
     def _broken(self, read: _WindowRead, progress: _Progress, detail: str) -> InfluxTransientError:
         cause = f"the stream broke after {progress.batches} batches ({detail})"

@@ -23,11 +23,13 @@ from data_platform.lib.influx.reader.errors import (
     InfluxTransientError,
     classify,
 )
+from data_platform.lib.influx.reader.generation import Generation, forced, from_ping
 from data_platform.lib.influx.reader.settings import Credentials, InfluxSettings, WireFormat
 from data_platform.lib.influx.reader.wire import (
     ACCEPT,
     CONTENT_TYPES,
     Truncated,
+    documents_from_arrays,
     error_message,
     json_documents,
     msgpack_documents,
@@ -60,8 +62,10 @@ class InfluxConnection:
         self.max_retries = max(0, max_retries)
         self._backoff_s = max(0.0, backoff_s)
         self._secrets = credentials.secrets
+        self._credentials = credentials
+        self.generation: Generation | None = None
         self._http = httpx.Client(
-            headers=self._headers(credentials),
+            headers=self._headers(),
             timeout=httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
             verify=self._tls(),
             follow_redirects=False,
@@ -70,32 +74,56 @@ class InfluxConnection:
     def close(self) -> None:
         self._http.close()
 
-    def ping(self) -> str:
-        """The server's version (from the `X-Influxdb-Version` header)."""
+    def ping(self) -> Generation:
+        """The server's generation, from `/ping` (sent with the credentials: 3.x wants them)."""
         what = "pinging"
 
-        def attempt() -> str:
+        def attempt() -> Generation:
             try:
                 response = self._http.get(f"{self.base_url}/ping")
             except httpx.TransportError as exc:
                 raise self.transport_error(what, None, exc) from exc
             if response.status_code >= 300:
                 raise self.status_error(what, None, response.status_code, response.content)
-            version = response.headers.get("X-Influxdb-Version")
-            if not version:
-                try:
-                    version = str(response.json().get("version") or "")
-                except (ValueError, AttributeError):
-                    version = ""
-            return version or "unknown"
+            return from_ping(response.status_code, response.headers, response.content)
 
         return self.retrying(what, None, attempt)
 
-    def _headers(self, credentials: Credentials) -> dict[str, str]:
+    def ensure_generation(self) -> Generation:
+        """The generation `influx.version` forces, else the one `/ping` shows (asked once)."""
+        if self.generation is None:
+            self.use(forced(self.settings.version) or self.ping())
+            assert self.generation is not None
+            self.log.info(
+                "source '%s': InfluxDB %s, auth %s",
+                self.source,
+                self.generation.label,
+                self.auth_scheme,
+            )
+        return self.generation
+
+    def use(self, generation: Generation) -> None:
+        """Speak to the server as `generation` does: its token scheme from now on."""
+        self.generation = generation
+        if self._credentials.token:
+            self._http.headers["Authorization"] = (
+                f"{generation.token_scheme} {self._credentials.token}"
+            )
+
+    @property
+    def auth_scheme(self) -> str:
+        """How requests authenticate (`Token`, `Bearer`, `Basic` or `none`); never the secret."""
+        header = self._http.headers.get("Authorization", "")
+        return header.split(" ", 1)[0] if header else "none"
+
+    def _headers(self) -> dict[str, str]:
         # InfluxDB compresses on request, which costs more CPU on both ends than it saves on
         # the networks the platform reads over: ask for the body as is.
         headers = {"User-Agent": "data-platform-influx-reader", "Accept-Encoding": "identity"}
-        # Credentials travel in headers only: query parameters end up in access logs.
+        credentials = self._credentials
+        # Credentials travel in headers only: query parameters end up in access logs. `Token`
+        # is what 2.x takes and 3.x accepts too, so `/ping` works before the generation is
+        # known; `use` switches 3.x to `Bearer`.
         if credentials.token:
             headers["Authorization"] = f"Token {credentials.token}"
         elif credentials.username:
@@ -196,6 +224,7 @@ class InfluxConnection:
         self, query: str, fmt: WireFormat, chunk_size: int, what: str, window: Window | None
     ) -> httpx.Response:
         """Send a query and return the streamed response once its status is 200."""
+        self.ensure_generation()
         params = {
             "db": self.settings.database,
             "q": query,
@@ -226,6 +255,8 @@ class InfluxConnection:
     ) -> Iterator[Any]:
         chunks = response.iter_bytes()
         if kind == "msgpack":
+            if self.generation is not None and self.generation.msgpack == "arrays":
+                return documents_from_arrays(msgpack_documents(chunks))
             return msgpack_documents(chunks)
         if kind == "json":
             return json_documents(chunks)
@@ -284,7 +315,7 @@ class InfluxConnection:
                     series_partial = bool(series.get("partial"))
                     yield series
                 result_partial = bool(result.get("partial"))
-        if not seen_result:
+        if not seen_result and not self._empty_body_is_empty_result:
             raise InfluxTransientError(
                 self.source, what, "the response ended before any result", window
             )
@@ -297,10 +328,15 @@ class InfluxConnection:
                 window,
             )
 
+    @property
+    def _empty_body_is_empty_result(self) -> bool:
+        return self.generation is not None and self.generation.empty_body_is_empty_result
+
     def metadata(
         self, query: str, what: str, window: Window | None = None, *, retry: bool = True
     ) -> list[dict[str, Any]]:
         """All series of a small query (SHOW ..., aggregates), read as JSON."""
+        self.ensure_generation()  # before the retries: `/ping` retries on its own
 
         def attempt() -> list[dict[str, Any]]:
             response = self.open(query, "json", self.settings.chunk_size, what, window)

@@ -11,6 +11,7 @@ from typing import Literal
 
 from data_platform.lib.influx.reader.filters import TagFilter
 from data_platform.lib.influx.reader.model import Tags, normalize_tags
+from data_platform.lib.influx.reader.query import SeriesQuery
 from data_platform.lib.timing.window import Window
 
 # InfluxQL's scanner understands these escapes inside quoted strings and identifiers.
@@ -148,6 +149,20 @@ def selector_window(
     """
     ref = quote_ident(field) if influx_type is None else f"{quote_ident(field)}::{influx_type}"
     return f"SELECT {selector}({ref}) FROM {source} WHERE {time_condition(window)}"
+
+
+def last_per_series(source: str, query: SeriesQuery) -> str:
+    """One row per series with a point in the window: `last_<field>` is null for the fields
+    the series has no value of there."""
+    return (
+        f"SELECT last(*) FROM {source} WHERE {time_condition(query.window)}"
+        f"{tag_condition(query.tag_filter)} GROUP BY *"
+    )
+
+
+def newest_point(source: str) -> str:
+    """The measurement's newest point: one point per series read, whatever the history."""
+    return f"SELECT * FROM {source} ORDER BY time DESC LIMIT 1"
 
 
 # -- line-protocol keys (SHOW SERIES and the CSV `tags` column) -----------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 FieldValue = float | int | bool | str | None
 
@@ -40,6 +41,13 @@ class FieldStats:
     count: int
     first_ns: int | None
     last_ns: int | None
+
+
+class SeriesFields(NamedTuple):
+    """A series (its tag set) and the fields it has values of."""
+
+    tags: Tags
+    fields: tuple[str, ...]
 
 
 def normalize_tags(tags: dict[str, str] | None) -> Tags:

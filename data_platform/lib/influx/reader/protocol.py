@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
-from data_platform.lib.influx.reader.filters import TagFilter
 from data_platform.lib.influx.reader.model import FieldInfo, SeriesBatch, Tags
+from data_platform.lib.influx.reader.query import SeriesQuery
 from data_platform.lib.timing.window import Window
 
 
 class InfluxReader(Protocol):
-    """What a run needs from a source: an InfluxDB server or line-protocol files."""
+    """What a run needs from a source: an InfluxDB server or line-protocol files.
+
+    `list_series` is None where the source cannot list series (InfluxDB 3): series then come
+    from the data (`reader.discovery`).
+    """
 
     def list_measurements(self) -> list[str]: ...
     def list_field_keys(self, measurement: str) -> list[FieldInfo]: ...
-    def list_series(self, measurement: str) -> list[Tags]: ...
+    def list_series(self, measurement: str) -> list[Tags] | None: ...
     def stream_window(
-        self,
-        measurement: str,
-        window: Window,
-        *,
-        fields: Sequence[str] | None = None,
-        tag_filters: Mapping[str, Sequence[str]] | TagFilter | None = None,
-        chunk_size: int | None = None,
+        self, query: SeriesQuery, *, chunk_size: int | None = None
     ) -> Iterator[SeriesBatch]: ...
     def window_stats(self, measurement: str, window: Window) -> Mapping[str, Any]: ...

@@ -14,6 +14,7 @@ from typing import Literal, get_args
 import httpx
 
 from data_platform.lib.influx.reader.errors import InfluxSettingsError
+from data_platform.lib.influx.reader.generation import Version
 
 Format = Literal["auto", "msgpack", "csv", "json"]
 WireFormat = Literal["msgpack", "csv", "json"]
@@ -79,10 +80,17 @@ class InfluxSettings:
     ca_cert: str | None = None
     format: Format = "auto"
     chunk_size: int = 10_000
+    version: Version = "auto"
+    """The server's generation: `auto` asks `/ping` once; `1`, `2` or `3` forces it."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "url", check_url(self.url))
         check_database(self.database)
+        if self.version not in get_args(Version):
+            raise InfluxSettingsError(
+                "influx.version",
+                f"unknown version {self.version!r}; use one of {', '.join(get_args(Version))}",
+            )
         if self.format not in get_args(Format):
             raise InfluxSettingsError(
                 "influx.format",

@@ -7,7 +7,7 @@ import heapq
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from data_platform.lib.influx.reader.model import (
     Tags,
 )
 from data_platform.lib.influx.reader.parser import LineParser
+from data_platform.lib.influx.reader.query import SeriesQuery
 from data_platform.lib.timing.window import Window
 
 
@@ -235,15 +236,9 @@ class LineProtocolSource:
     # -- data --------------------------------------------------------------------------------------
 
     def stream_window(
-        self,
-        measurement: str,
-        window: Window,
-        *,
-        fields: Sequence[str] | None = None,
-        tag_filters: Mapping[str, Sequence[str]] | TagFilter | None = None,
-        chunk_size: int = 10_000,
+        self, query: SeriesQuery, *, chunk_size: int | None = None
     ) -> Iterator[SeriesBatch]:
-        """Points of `measurement` with window.start_ns <= time < window.end_ns, per series.
+        """Points of `query.measurement` with window.start_ns <= time < window.end_ns, per series.
 
         Each batch holds at most `chunk_size` rows of one series, sorted by time; a series'
         batches come in time order (other series' batches may come in between). Two writes of
@@ -256,6 +251,13 @@ class LineProtocolSource:
         points there is read in several passes over the files, each taking the next
         `chunk_size` timestamps.
         """
+        measurement, window, fields, tag_filters = (
+            query.measurement,
+            query.window,
+            query.fields,
+            query.tag_filter,
+        )
+        chunk_size = 10_000 if chunk_size is None else chunk_size
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
         start_ns, end_ns = window.start_ns, window.end_ns
@@ -337,7 +339,7 @@ class LineProtocolSource:
         counts: dict[str, int] = {}
         firsts: dict[str, int] = {}
         lasts: dict[str, int] = {}
-        for batch in self.stream_window(measurement, window):
+        for batch in self.stream_window(SeriesQuery(measurement, window)):
             for position, column in enumerate(batch.columns, start=1):
                 times = [row[0] for row in batch.rows if row[position] is not None]
                 if not times:

@@ -18,7 +18,13 @@ from typing import Any
 import msgpack
 
 from data_platform.lib.influx.reader.influxql import parse_tag_set
-from data_platform.lib.influx.reader.model import FieldValue, SeriesBatch, Tags, normalize_tags
+from data_platform.lib.influx.reader.model import (
+    FieldValue,
+    SeriesBatch,
+    SeriesFields,
+    Tags,
+    normalize_tags,
+)
 from data_platform.lib.influx.reader.settings import WireFormat
 
 ACCEPT: dict[WireFormat, str] = {
@@ -90,13 +96,113 @@ def _byte_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
         yield bytes(pending)
 
 
+_JSON = json.JSONDecoder()
+
+
 def json_documents(chunks: Iterator[bytes]) -> Iterator[Any]:
-    for line in _byte_lines(chunks):
-        if line.strip():
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise Truncated(f"an unfinished or malformed JSON document ({exc})") from exc
+    """Documents one a line (1.x, 2.x) or back to back without a separator (3.x), decoded as
+    they complete: memory holds one document, not the body."""
+    pending = bytearray()
+    for data in chunks:
+        pending += data
+        if b"\n" in data:
+            *lines, rest = pending.split(b"\n")
+            for line in lines:
+                yield from _documents_of(bytes(line))
+            pending = bytearray(rest)
+        elif pending.rstrip().endswith(b"}"):
+            # Possibly one or more whole documents (3.x ends each chunk with one).
+            documents, consumed = _leading_documents(bytes(pending))
+            yield from documents
+            del pending[:consumed]
+    yield from _documents_of(bytes(pending))
+
+
+def _documents_of(line: bytes) -> Iterator[Any]:
+    if not line.strip():
+        return
+    try:
+        yield json.loads(line)
+        return
+    except json.JSONDecodeError as exc:
+        error = exc
+    documents, consumed = _leading_documents(line)
+    yield from documents
+    if line[consumed:].strip():
+        raise Truncated(f"an unfinished or malformed JSON document ({error})")
+
+
+def _leading_documents(data: bytes) -> tuple[list[Any], int]:
+    """The whole documents at the start of `data`, and the byte offset where the last ends."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return [], 0
+    documents: list[Any] = []
+    position = consumed = 0
+    end = len(text)
+    while position < end:
+        while position < end and text[position].isspace():
+            position += 1
+        if position == end:
+            break
+        try:
+            document, position = _JSON.raw_decode(text, position)
+        except json.JSONDecodeError:
+            break
+        documents.append(document)
+        consumed = position
+    if len(text) != len(data):
+        consumed = len(text[:consumed].encode("utf-8"))
+    return documents, consumed
+
+
+def documents_from_arrays(documents: Iterator[Any]) -> Iterator[Any]:
+    """InfluxDB 3.7+'s msgpack (structs encoded as arrays, empty members left out) as the
+    maps 1.x writes: `[[[id, [series...], partial?, error?]...]]` and each series
+    `[name?, tags?, columns?, values?, partial?]`."""
+    for document in documents:
+        if not isinstance(document, list):
+            yield document
+            continue
+        results = document[0] if document else []
+        yield {"results": [_statement(item) for item in results]}
+
+
+def _statement(item: Any) -> dict[str, Any]:
+    if not isinstance(item, list) or not item or type(item[0]) is not int:
+        raise UnexpectedShape(f"a msgpack statement result that is not an array: {item!r:.200}")
+    result: dict[str, Any] = {"statement_id": item[0]}
+    for member in item[1:]:
+        if isinstance(member, list):
+            result["series"] = [_series(s) for s in member]
+        elif isinstance(member, bool):
+            result["partial"] = member
+        elif isinstance(member, str):
+            result["error"] = member
+    return result
+
+
+def _series(item: Any) -> dict[str, Any]:
+    if not isinstance(item, list):
+        raise UnexpectedShape(f"a msgpack series that is not an array: {item!r:.200}")
+    series: dict[str, Any] = {}
+    for member in item:
+        if isinstance(member, str):
+            series["name"] = member
+        elif isinstance(member, dict):
+            series["tags"] = member
+        elif isinstance(member, bool):
+            series["partial"] = member
+        elif (
+            isinstance(member, list)
+            and "columns" not in series
+            and all(isinstance(c, str) for c in member)
+        ):
+            series["columns"] = member
+        elif isinstance(member, list):
+            series["values"] = member
+    return series
 
 
 def text_lines(chunks: Iterator[bytes]) -> Iterator[str]:
@@ -276,6 +382,27 @@ def field_counts(series: list[dict[str, Any]]) -> dict[str, int]:
                     field = name.removeprefix("count_")
                     counts[field] = counts.get(field, 0) + int(value)  # one column per type
     return counts
+
+
+def signals_of_last_rows(
+    series: list[dict[str, Any]], wanted: Sequence[str] | None
+) -> list[SeriesFields]:
+    """Series -> the fields with a value, from `SELECT last(*) ... GROUP BY *` (columns
+    `last_<field>`, null where the series has no value of the field)."""
+    found = []
+    for piece in series:
+        columns: list[str] = list(piece.get("columns") or ())
+        present: set[str] = set()
+        for row in piece.get("values") or ():
+            present.update(
+                name.removeprefix("last_")
+                for name, value in zip(columns, row, strict=False)
+                if name.startswith("last_") and value is not None
+            )
+        fields = tuple(sorted(f for f in present if wanted is None or f in wanted))
+        if fields:
+            found.append(SeriesFields(normalize_tags(piece.get("tags")), fields))
+    return sorted(found)
 
 
 def merged(batch: SeriesBatch) -> SeriesBatch:

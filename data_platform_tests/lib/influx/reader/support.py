@@ -7,6 +7,7 @@ from typing import Any
 
 from data_platform.lib.influx.reader.client import InfluxClient
 from data_platform.lib.influx.reader.model import SeriesBatch
+from data_platform.lib.influx.reader.query import SeriesQuery
 from data_platform.lib.influx.reader.settings import Credentials, InfluxSettings
 from data_platform.lib.timing.window import Window
 
@@ -34,7 +35,8 @@ def client_for(
 def read_all(
     client: InfluxClient, measurement: str, window: Window = EVERYTHING, **kw: Any
 ) -> list[SeriesBatch]:
-    return list(client.stream_window(measurement, window, **kw))
+    chunk_size = kw.pop("chunk_size", None)
+    return list(client.stream_window(SeriesQuery(measurement, window, **kw), chunk_size=chunk_size))
 
 
 def typed(batches: list[SeriesBatch]) -> list[tuple[Any, ...]]:

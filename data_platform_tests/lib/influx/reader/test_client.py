@@ -191,7 +191,9 @@ def test_schema_listing(influxd: LocalInfluxd, sample_db: str) -> None:
     with client_for(influxd.url, sample_db) as client:
         assert client.ping().startswith("1.")
         assert client.list_measurements() == ["cpu", "mem"]
-        assert sorted({k for tags in client.list_series("cpu") for k, _ in tags}) == [
+        cpu_series = client.list_series("cpu")
+        assert cpu_series is not None
+        assert sorted({k for tags in cpu_series for k, _ in tags}) == [
             "host",
             "region",
         ]
@@ -222,7 +224,9 @@ def test_hostile_identifiers_round_trip_without_injection(
     tags = ((tag_key, tag_value),)
     with client_for(influxd.url, influx_db) as client:
         assert client.list_measurements() == [measurement]
-        assert {k for tags in client.list_series(measurement) for k, _ in tags} == {tag_key}
+        listed = client.list_series(measurement)
+        assert listed is not None
+        assert {k for tags in listed for k, _ in tags} == {tag_key}
         assert {f.field for f in client.list_field_keys(measurement)} == {field_name, "other"}
         assert client.list_series(measurement) == [((tag_key, "plain"),), tags]
         assert client.window_stats(measurement, EVERYTHING)[field_name] == FieldStats(

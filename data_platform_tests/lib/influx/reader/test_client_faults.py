@@ -17,6 +17,7 @@ import pytest
 
 from data_platform.lib.influx.reader.errors import InfluxTransientError
 from data_platform.lib.influx.reader.model import SeriesBatch
+from data_platform.lib.influx.reader.query import SeriesQuery
 from data_platform_tests.lib.influx.reader.support import (
     EVERYTHING,
     T0_NS,
@@ -162,8 +163,8 @@ def test_stream_cut_midway_is_transient(
     fake_influx: Callable[..., FakeInflux], respond: Callable[..., None]
 ) -> None:
     fake = fake_influx(respond)
-    with client_for(fake.url, "db", source="plant_cut", max_retries=3) as client:
-        stream = client.stream_window("m", EVERYTHING)
+    with client_for(fake.url, "db", source="plant_cut", max_retries=3, version="1") as client:
+        stream = client.stream_window(SeriesQuery("m", EVERYTHING))
         first = next(stream)
         assert first.rows == [[T0_NS, 1.0], [T0_NS + 1, 2.0]] and first.tags == (("k", "a"),)
         with pytest.raises(InfluxTransientError) as caught:
@@ -197,8 +198,8 @@ def test_csv_stream_shorter_than_the_count_is_transient(
             send(handler, 200, "text/csv", body.encode())
 
     fake = fake_influx(respond)
-    with client_for(fake.url, "db", format="csv", source="plant_csv") as client:
-        stream = client.stream_window("m", EVERYTHING)
+    with client_for(fake.url, "db", format="csv", source="plant_csv", version="1") as client:
+        stream = client.stream_window(SeriesQuery("m", EVERYTHING))
         assert typed([next(stream)]) == typed(
             [SeriesBatch("m", (("k", "a"),), ("v",), [[T0_NS, 1.0], [T0_NS + 1, 2.5]])]
         )

@@ -10,6 +10,7 @@ from data_platform.lib.historian.signals import Signal
 from data_platform.lib.influx.plan import MeasurementSelection
 from data_platform.lib.influx.reader.filters import TagFilter
 from data_platform.lib.influx.reader.influxql import tag_condition
+from data_platform.lib.influx.reader.query import SeriesQuery
 from data_platform.lib.influx.reader.source import LineProtocolSource
 from data_platform.utils.local_servers import LocalInfluxd
 from data_platform_tests.lib.influx.reader.support import EVERYTHING, T0_NS, client_for
@@ -49,9 +50,13 @@ def test_both_readers_and_the_component_keep_the_same_series(
     (tmp_path / "m.lp").write_text(LINES + "\n", encoding="utf-8")
     files = LineProtocolSource(str(tmp_path / "m.lp"))
     with client_for(influxd.url, influx_db, format="msgpack") as client:
-        from_server = series(list(client.stream_window("m", EVERYTHING, tag_filters=tags)))
-        every_series = client.list_series("m")
-    from_files = series(list(files.stream_window("m", EVERYTHING, tag_filters=tags)))
+        from_server = series(
+            list(client.stream_window(SeriesQuery("m", EVERYTHING, tag_filters=tags)))
+        )
+        listed = client.list_series("m")
+    assert listed is not None
+    every_series = listed
+    from_files = series(list(files.stream_window(SeriesQuery("m", EVERYTHING, tag_filters=tags))))
     assert from_files == from_server
     assert sorted(files.list_series("m")) == sorted(every_series)
     tag_filter = TagFilter.of(tags)

@@ -27,6 +27,7 @@ from data_platform.lib.influx.reader.model import (
     SeriesBatch,
     Tags,
 )
+from data_platform.lib.influx.reader.query import SeriesQuery
 from data_platform.lib.influx.reader.source import LineProtocolSource
 from data_platform.lib.timing.window import Window
 from data_platform.utils.local_servers import LocalInfluxd
@@ -232,7 +233,7 @@ def test_stream_window_merges_sorts_and_filters(plant_files: Path) -> None:
     source = LineProtocolSource([plant_files / "2023" / "b.lp.gz", str(plant_files / "*.lp")])
     assert [p.name for p in source.paths()] == ["b.lp.gz", "late.lp"]
     source = LineProtocolSource(str(plant_files / "**" / "*.lp*"))
-    batches = list(source.stream_window("power", window(0, 60)))
+    batches = list(source.stream_window(SeriesQuery("power", window(0, 60))))
     assert all(b.columns == ("active", "mode", "ok", "reactive") for b in batches)
     assert batches_as_rows(batches) == {
         (("device", "inv 01"), ("site", "north")): [
@@ -243,24 +244,30 @@ def test_stream_window_merges_sorts_and_filters(plant_files: Path) -> None:
         (("site", "south"),): [[T0 + 1_000_000_000, 9.0, "auto", None, None]],
     }
     # the end is exclusive, the start inclusive
-    north = batches_as_rows(list(source.stream_window("power", window(2, 3))))
+    north = batches_as_rows(list(source.stream_window(SeriesQuery("power", window(2, 3)))))
     assert north == {
         (("device", "inv 01"), ("site", "north")): [[T0 + 2_000_000_000, 2.5, None, None, None]]
     }
-    assert list(source.stream_window("power", window(-60, 0))) == []
+    assert list(source.stream_window(SeriesQuery("power", window(-60, 0)))) == []
     # projection and tag filters
     projected = list(
         source.stream_window(
-            "power", window(0, 60), fields=["reactive"], tag_filters={"site": ["north"]}
+            SeriesQuery(
+                "power", window(0, 60), fields=["reactive"], tag_filters={"site": ["north"]}
+            )
         )
     )
     assert [(b.tags, b.columns, b.rows) for b in projected] == [
         ((("device", "inv 01"), ("site", "north")), ("reactive",), [[T0, 3]])
     ]
-    no_device = list(source.stream_window("power", window(0, 60), tag_filters={"device": [""]}))
+    no_device = list(
+        source.stream_window(SeriesQuery("power", window(0, 60), tag_filters={"device": [""]}))
+    )
     assert [b.tags for b in no_device] == [(("site", "south"),)]
     with pytest.raises(ValueError, match="give a list of values"):
-        list(source.stream_window("power", window(0, 60), tag_filters={"site": "north"}))
+        list(
+            source.stream_window(SeriesQuery("power", window(0, 60), tag_filters={"site": "north"}))
+        )
 
 
 def test_window_stats(plant_files: Path) -> None:
@@ -285,9 +292,9 @@ def test_windows_outside_a_file_skip_it(plant_files: Path, monkeypatch: pytest.M
         return read_points(path, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(files, "read_points", spy)
-    assert batches_as_rows(list(source.stream_window("power", window(3000, 4000)))) == {
-        (("site", "east"),): [[T0 + 3600 * 1_000_000_000, 7.0, None, None, None]]
-    }
+    assert batches_as_rows(
+        list(source.stream_window(SeriesQuery("power", window(3000, 4000))))
+    ) == {(("site", "east"),): [[T0 + 3600 * 1_000_000_000, 7.0, None, None, None]]}
     assert opened == ["late.lp"]
     # a changed file is indexed again
     late = plant_files / "late.lp"
@@ -295,7 +302,7 @@ def test_windows_outside_a_file_skip_it(plant_files: Path, monkeypatch: pytest.M
     opened.clear()
     assert (
         len(
-            batches_as_rows(list(source.stream_window("power", window(3000, 4000))))[
+            batches_as_rows(list(source.stream_window(SeriesQuery("power", window(3000, 4000)))))[
                 (("site", "east"),)
             ]
         )
@@ -317,7 +324,7 @@ def test_chunks_bound_memory_and_keep_series_sorted(tmp_path: Path) -> None:
     lines.append(f"m,s=a x=100 {T0 + 3}")
     write(tmp_path / "shuffled.lp", "\n".join(lines) + "\n")
     source = LineProtocolSource(tmp_path / "shuffled.lp")
-    batches = list(source.stream_window("m", window(0, 1), chunk_size=10))
+    batches = list(source.stream_window(SeriesQuery("m", window(0, 1)), chunk_size=10))
     assert all(len(b.rows) <= 10 for b in batches)
     for tags in ((("s", "a"),), (("s", "b"),)):
         mine = [b for b in batches if b.tags == tags]
@@ -338,7 +345,7 @@ def test_source_fails_on_malformed_files_unless_skipping(tmp_path: Path) -> None
     source = LineProtocolSource(tmp_path / "bad.lp", on_error="skip")
     assert source.list_measurements() == ["m"]
     assert source.files()[0].stats.skipped_lines == 1
-    rows = batches_as_rows(list(source.stream_window("m", EVERYTHING)))
+    rows = batches_as_rows(list(source.stream_window(SeriesQuery("m", EVERYTHING))))
     assert [row[0] for row in rows[()]] == [1, 3]
 
 
@@ -354,7 +361,9 @@ def test_source_reports_missing_files(tmp_path: Path) -> None:
 def test_source_precision(tmp_path: Path) -> None:
     write(tmp_path / "s.lp", "m v=1 1700000000\n")
     source = LineProtocolSource(tmp_path / "s.lp", precision="s")
-    assert batches_as_rows(list(source.stream_window("m", window(0, 1)))) == {(): [[T0, 1.0]]}
+    assert batches_as_rows(list(source.stream_window(SeriesQuery("m", window(0, 1))))) == {
+        (): [[T0, 1.0]]
+    }
 
 
 # -- a round trip through a real influxd ----------------------------------------------------------
@@ -430,7 +439,7 @@ def test_round_trip_against_influxd(influxd: LocalInfluxd, influx_db: str, tmp_p
     source = LineProtocolSource(path)
     parsed: dict[tuple[str, Tags], dict[int, dict[str, FieldValue]]] = {}
     for measurement in source.list_measurements():
-        for batch in source.stream_window(measurement, EVERYTHING, chunk_size=2):
+        for batch in source.stream_window(SeriesQuery(measurement, EVERYTHING), chunk_size=2):
             points = parsed.setdefault((measurement, batch.tags), {})
             for row in batch.rows:
                 time_ns = row[0]
