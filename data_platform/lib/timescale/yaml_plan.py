@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from data_platform.lib.timescale import specs
 from data_platform.lib.timescale.plan import (
     AGGREGATES,
     BUCKET_COLUMN,
@@ -18,15 +19,6 @@ from data_platform.lib.timescale.plan import (
     check_policies,
     resolve_aggregates,
 )
-from data_platform.lib.timescale.specs import (
-    BucketSpec,
-    ChecksSpec,
-    ColumnstoreSpec,
-    RefreshSpec,
-    RetentionSpec,
-    SourceSpec,
-    TargetSpec,
-)
 from data_platform.lib.timing.durations import parse_duration, short_suffix
 from data_platform.lib.timing.errors import YamlPath
 from data_platform.lib.timing.partitions import Partitions
@@ -34,17 +26,17 @@ from data_platform.lib.timing.partitions import Partitions
 
 def yaml_rollup_plan(
     *,
-    source_spec: SourceSpec,
-    target: TargetSpec,
+    source_spec: specs.SourceSpec,
+    target: specs.TargetSpec,
     partitions: Partitions,
-    buckets: Sequence[BucketSpec],
+    buckets: Sequence[specs.BucketSpec],
     aggregates: Sequence[str],
     materialized_only: bool,
-    refresh: RefreshSpec | None,
-    columnstore: ColumnstoreSpec | None,
-    retention: RetentionSpec | None,
+    refresh: specs.RefreshSpec | None,
+    columnstore: specs.ColumnstoreSpec | None,
+    retention: specs.RetentionSpec | None,
     on_definition_change: str,
-    checks: ChecksSpec | None,
+    checks: specs.ChecksSpec | None,
 ) -> RollupPlan:
     """The rollup family the YAML fields describe; raises RollupConfigError naming the field."""
     src = source_spec
@@ -81,7 +73,7 @@ def yaml_rollup_plan(
     columns, _ = resolve_aggregates(("aggregates",), aggregates)
 
     default_refresh = refresh_policy(("refresh",), refresh) if refresh else None
-    retention = retention or RetentionSpec()
+    retention = retention or specs.RetentionSpec()
     default_drop = (
         parse_duration(retention.drop_after, ("retention", "drop_after"))
         if retention.drop_after is not None
@@ -137,7 +129,7 @@ def yaml_rollup_plan(
     return plan
 
 
-def refresh_policy(path: YamlPath, spec: RefreshSpec) -> RefreshPolicy:
+def refresh_policy(path: YamlPath, spec: specs.RefreshSpec) -> RefreshPolicy:
     return RefreshPolicy(
         start_offset=parse_duration(spec.start_offset, (*path, "start_offset")),
         end_offset=parse_duration(spec.end_offset, (*path, "end_offset"), allow_zero=True),
@@ -147,7 +139,7 @@ def refresh_policy(path: YamlPath, spec: RefreshSpec) -> RefreshPolicy:
 
 
 def columnstore_policy(
-    spec: ColumnstoreSpec, source: SourceTable, columns: Sequence[str]
+    spec: specs.ColumnstoreSpec, source: SourceTable, columns: Sequence[str]
 ) -> ColumnstorePolicy:
     known = (BUCKET_COLUMN, source.signal_column, *columns)
     segmentby = tuple(spec.segmentby) if spec.segmentby is not None else (source.signal_column,)
