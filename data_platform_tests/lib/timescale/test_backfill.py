@@ -9,8 +9,10 @@ import dagster as dg
 import psycopg
 import pytest
 from dagster.components.testing import create_defs_folder_sandbox
+from psycopg import sql
 
 from data_platform.lib.warehouse import WarehouseResource
+from data_platform_tests.helpers import materializations
 from data_platform_tests.lib.test_time_vocabulary import write
 from data_platform_tests.lib.timescale.helpers import (
     assert_rollup_equals,
@@ -91,10 +93,7 @@ def test_ingest_and_rollups_over_a_range_in_one_run(
                 },
             )
     assert result.success
-    meta = {
-        e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
-        for e in result.get_asset_materialization_events()
-    }
+    meta = {key.to_user_string(): m for key, m in materializations(result).items()}
     assert meta["rollups/mig_15m"]["engine"].startswith(engine)
     # Three days, refreshed a day at a time; the 7 h buckets straddle the slices.
     assert meta["rollups/mig_15m"]["slices"] == 3
@@ -103,10 +102,9 @@ def test_ingest_and_rollups_over_a_range_in_one_run(
     )
     assert not [e for e in result.get_asset_check_evaluations() if not e.passed]
     # Every partition of the range is recorded for ingest and rollups alike.
-    recorded = {
-        (e.asset_key.to_user_string(), e.partition)
-        for e in result.get_asset_materialization_events()
-    }
+    recorded: set[tuple[str, str | None]] = set()
+    for event in result.get_asset_materialization_events():
+        recorded.add((event.materialization.asset_key.to_user_string(), event.partition))
     for key in ("mig/pump", "rollups/mig_1d"):
         assert {p for k, p in recorded if k == key} == {"2024-03-01", "2024-03-02", "2024-03-03"}
 
@@ -114,7 +112,9 @@ def test_ingest_and_rollups_over_a_range_in_one_run(
         raw = [
             (ts, tag_id, value, None)
             for ts, tag_id, value in conn.execute(
-                f"SELECT ts, tag_id, value FROM {schema}_raw.influx_hist WHERE value IS NOT NULL"
+                sql.SQL("SELECT ts, tag_id, value FROM {} WHERE value IS NOT NULL").format(
+                    sql.Identifier(f"{schema}_raw", "influx_hist")
+                )
             ).fetchall()
         ]
         assert len(raw) == DAYS * 86_400 // STEP_S * 2 * 2
