@@ -175,6 +175,8 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
 
     _plan: RollupPlan | None = PrivateAttr(default=None)
     _sources: ResolvedSources | None = PrivateAttr(default=None)
+    _load_context: dg.ComponentLoadContext | None = PrivateAttr(default=None)
+    """Kept for errors found when definitions are built: they point at the YAML line too."""
     _specs: dict[str, dg.AssetSpec] = PrivateAttr(default_factory=dict)
 
     @classmethod
@@ -184,11 +186,11 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
         """Load from YAML and validate, pointing errors at the offending line of defs.yaml."""
         try:
             component = super().load(attributes, context)
+            component._load_context = context
             component.check_source_rule()
-            src = component.source
-            component._sources = resolve_sources(context, src, f"{src.schema_name}.{src.table}")
-            component.rollup_plan()
             component.backfill_policy()
+            if component.partitions is not None:
+                component.rollup_plan()
         except SettingError as exc:
             raise exc.located(yaml_location(context, exc.path, exc.problem)) from None
         except ValidationError as exc:
@@ -339,7 +341,26 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
         raw = f"{plan.target_schema}__{self.target.name_prefix}_rollups"
         return "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in raw)
 
+    def resolve_inputs(self, context: dg.ComponentLoadContext) -> None:
+        """Resolve source.assets / select / all_writers over the project's ingest components.
+
+        Runs when definitions are built, once every component has loaded (no server, no second
+        walk of the defs folder); errors point at the YAML line like load errors.
+        """
+        src = self.source
+        own = self.partitions.parsed(aligned=True) if self.partitions else None
+        if self._load_context is None:
+            return  # built from Python, not a defs folder: source.assets as listed
+        try:
+            self._sources = resolve_sources(context, src, f"{src.schema_name}.{src.table}", own)
+            self.rollup_partitions()
+            self.rollup_plan()
+        except SettingError as exc:
+            located = self._load_context or context
+            raise exc.located(yaml_location(located, exc.path, exc.problem)) from None
+
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        self.resolve_inputs(context)
         plan = self.rollup_plan()
         specs = [self.get_asset_spec(r) for r in plan.rollups]
         check_specs = [

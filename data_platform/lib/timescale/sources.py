@@ -7,8 +7,9 @@ table each writes and its partitions.
 
 from __future__ import annotations
 
+import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence, ValuesView
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,8 @@ from data_platform.lib.timescale.plan import RollupConfigError
 from data_platform.lib.timescale.specs import SourceSpec
 from data_platform.lib.timing.errors import YamlPath, yaml_path_text
 from data_platform.lib.timing.partitions import Partitions
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from data_platform.lib.influx.component import InfluxIngestComponent
@@ -96,10 +99,25 @@ def ingest_catalogue(context: dg.ComponentLoadContext) -> IngestCatalogue:
     for known, catalogue in _recent:
         if known is tree:
             return catalogue
-    catalogue = IngestCatalogue.of(tree.get_all_components(of_type=InfluxIngestComponent))
+    # The loaded component tree, not a new walk of the declarations: definitions are built
+    # once every component of the defs folder has loaded.
+    found = [c for c in _loaded(tree.load_root_component()) if isinstance(c, InfluxIngestComponent)]
+    catalogue = IngestCatalogue.of(found)
     _recent.insert(0, (tree, catalogue))
     del _recent[_RECENT_TREES:]
     return catalogue
+
+
+def _loaded(component: Any) -> Iterator[Any]:
+    """A component and those it holds: folders' `children`, YAML files' `components`."""
+    yield component
+    for attribute in ("children", "components"):
+        held = getattr(component, attribute, None)
+        if isinstance(held, Mapping):
+            held = held.values()
+        if isinstance(held, Sequence | ValuesView):
+            for child in held:
+                yield from _loaded(child)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,12 +126,21 @@ class ResolvedSources:
     partitions: Partitions | None
     """Shared by the ingest components writing `keys`; None when none of them is known."""
     partitions_file: str | None = None
+    left_out: tuple[IngestAsset, ...] = ()
+    """Writers of the table that `all_writers` leaves out: partitioned unlike the family."""
 
 
 def resolve_sources(
-    context: dg.ComponentLoadContext, spec: SourceSpec, table: str
+    context: dg.ComponentLoadContext,
+    spec: SourceSpec,
+    table: str,
+    partitions: Partitions | None = None,
 ) -> ResolvedSources:
-    """The rollups' input assets under the YAML's rule, and their shared partitions."""
+    """The rollups' input assets under the YAML's rule, and their shared partitions.
+
+    With the family's own `partitions`, `all_writers` takes the writers partitioned the same way
+    and leaves the others out with a warning (a run holds assets of one partitions definition).
+    """
     catalogue = ingest_catalogue(context)
     if spec.select is not None:
         path: YamlPath = ("source", "select")
@@ -138,7 +165,27 @@ def resolve_sources(
             )
     elif spec.all_writers:
         path = ("source", "all_writers")
-        keys = [key for key, asset in catalogue.assets.items() if asset.table == table]
+        writers = [asset for asset in catalogue.assets.values() if asset.table == table]
+        left_out = tuple(
+            a for a in writers if partitions is not None and a.partitions != partitions
+        )
+        keys = [a.key for a in writers if a not in left_out]
+        for asset in left_out:
+            assert partitions is not None
+            logger.warning(
+                f"{asset.key.to_user_string()} ({asset.defs_file}) writes {table} with "
+                f"{describe(asset.partitions)}, not the rollups' {describe(partitions)}"
+                " (partitions): it is left out of source.all_writers. Fix: give it the same "
+                "partitions, or give it a rollup family of its own"
+            )
+        if not keys and left_out:
+            raise RollupConfigError(
+                ("partitions",),
+                "rollups and their sources must share a partitions definition, and every "
+                f"ingest asset writing {table} is partitioned otherwise: "
+                f"{left_out[0].defs_file} has {describe(left_out[0].partitions)}",
+                "leave `partitions` out to take the sources', or make it equal",
+            )
         if not keys:
             raise RollupConfigError(
                 path,
@@ -146,6 +193,7 @@ def resolve_sources(
                 "set source.schema and source.table to the ingest's target, or add the ingest "
                 "YAML first",
             )
+        return ResolvedSources(tuple(keys), *_shared_partitions(catalogue, keys, path), left_out)
     else:
         path = ("source", "assets")
         keys = [dg.AssetKey.from_user_string(k) for k in spec.assets]

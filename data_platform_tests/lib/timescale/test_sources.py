@@ -144,3 +144,22 @@ def test_per_run_setting_fans_a_backfill_out() -> None:
         with sandbox.build_all_defs() as defs:
             policy = deps_and_policy(defs)[1]["rollups/power_1h"]
     assert policy is not None and policy.max_partitions_per_run == 24
+
+
+def test_all_writers_leaves_out_writers_partitioned_unlike_the_family(caplog) -> None:
+    hourly = {"start": "2024-02-01", "granularity": "hourly"}
+    with create_defs_folder_sandbox() as sandbox:
+        paths = write(
+            sandbox.defs_folder_path,
+            {
+                "north": PLANTS["north"],
+                "daily": ingest("daily", "2024-02-01", "daily"),
+                "rollups": by_rule({"all_writers": True}, partitions=hourly),
+            },
+        )
+        with caplog.at_level("WARNING"), sandbox.build_all_defs() as defs:
+            deps = deps_and_policy(defs)[0]["rollups/power_15m"]
+    assert deps == ["north/inverter"]
+    warning = next(r.getMessage() for r in caplog.records if "daily/inverter" in r.getMessage())
+    assert str(paths["daily"]) in warning and "left out of source.all_writers" in warning
+    assert "Fix: give it the same partitions" in warning
