@@ -3,7 +3,9 @@
 Starts a throwaway embedded PostgreSQL, fills two raw tables (1 day and 30 days of 50 signals at
 10 s), and times the PostgreSQL engine of `TimescaleAggregateComponent` refreshing the newest
 full hour (1 minute, 1 hour and 1 day rollups), median of several runs. Prints both times, their
-ratio and how the planner reads the window from the raw table.
+ratio and how the planner reads the window from the raw table. Then what bit-stable sums cost:
+the narrowest rollup's query over a whole day of raw rows with sums in time order (what the
+engines run), with plain `sum`/`avg` (order left to the plan), and with exact `numeric` sums.
 
     .venv/bin/python scripts/bench_aggregates.py [--signals 50] [--step 10] [--runs 5] [--brin]
 
@@ -96,6 +98,37 @@ def time_refresh(url: str, window: Window, runs: int) -> float:
     return statistics.median(timings[1:])
 
 
+SUM_VARIANTS = {
+    "ordered (ORDER BY ts)": ('sum("value" ORDER BY "ts")', 'avg("value" ORDER BY "ts")'),
+    "plain (plan order)": ('sum("value")', 'avg("value")'),
+    "numeric (exact)": (
+        'sum("value"::numeric)::double precision',
+        '(sum("value"::numeric) / count("value"))::double precision',
+    ),
+}
+
+
+def time_sum_variants(url: str, window: Window, runs: int) -> dict[str, float]:
+    """Median seconds of the narrowest rollup's aggregate query per way of summing."""
+    plan = family().rollup_plan()
+    shipped = q.rollup_select("postgresql", plan, plan.rollups[0], windowed=True).as_string(None)
+    ordered_sum, ordered_avg = SUM_VARIANTS["ordered (ORDER BY ts)"]
+    assert ordered_sum in shipped and ordered_avg in shipped, shipped
+    statements = {
+        name: sql.SQL(shipped.replace(ordered_sum, s).replace(ordered_avg, a))  # type: ignore[arg-type]
+        for name, (s, a) in SUM_VARIANTS.items()
+    }
+    timings: dict[str, list[float]] = {name: [] for name in statements}
+    with psycopg.connect(url) as conn:
+        # Rounds interleave the variants, so a busy moment of the machine hits all of them.
+        for _ in range(runs + 1):
+            for name, statement in statements.items():
+                started = time.perf_counter()
+                conn.execute(statement, {"start": window.start, "end": window.end}).fetchall()
+                timings[name].append(time.perf_counter() - started)
+    return {name: statistics.median(t[1:]) for name, t in timings.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--signals", type=int, default=50)
@@ -110,8 +143,11 @@ def main() -> None:
     server = start_postgres(root / "data", cleanup_mode="delete")
     try:
         results: dict[int, float] = {}
+        url_1d = ""
         for days in (1, 30):
             url = server.create_database(f"bench_{days}d")
+            if days == 1:
+                url_1d = url
             started = time.perf_counter()
             rows = fill(url, days, end, args)
             print(
@@ -124,6 +160,12 @@ def main() -> None:
                 f"{results[days] * 1000:.1f} ms (median of {args.runs})"
             )
         print(f"ratio 30 days / 1 day: {results[30] / results[1]:.2f}")
+        day = Window(end - timedelta(days=1), end)
+        variants = time_sum_variants(url_1d, day, args.runs)
+        plain = variants["plain (plan order)"]
+        print("1-minute rollup of one day of raw rows, by way of summing (median):")
+        for name, seconds in variants.items():
+            print(f"    {name:<24} {seconds * 1000:8.1f} ms  ({seconds / plain:.2f}x plain)")
     finally:
         server.stop()
 

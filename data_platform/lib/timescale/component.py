@@ -1,7 +1,7 @@
 """`TimescaleAggregateComponent`: partition-aligned rollups of a raw time-series table."""
 
 # No `from __future__ import annotations`: Dagster reads the asset function's annotations.
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 from typing import Annotated, Any
 
@@ -15,20 +15,17 @@ from data_platform.lib.timescale.engines import RollupEngine
 from data_platform.lib.timescale.plan import (
     AGGREGATES,
     BUCKET_COLUMN,
-    BucketInput,
-    ColumnstorePolicy,
-    RefreshPolicy,
     Rollup,
     RollupConfigError,
     RollupPlan,
-    SourceTable,
-    build_hierarchy,
-    check_identifier,
-    check_policies,
-    resolve_aggregates,
 )
 from data_platform.lib.timescale.postgres import PostgresEngine
 from data_platform.lib.timescale.scaffolder import TimescaleAggregateScaffolder
+from data_platform.lib.timescale.sources import (
+    ResolvedSources,
+    check_same_partitions,
+    resolve_sources,
+)
 from data_platform.lib.timescale.specs import (
     BucketSpec,
     ChecksSpec,
@@ -40,40 +37,12 @@ from data_platform.lib.timescale.specs import (
     doc,
 )
 from data_platform.lib.timescale.timescaledb import TimescaleEngine
-from data_platform.lib.timing.durations import parse_duration, short_suffix
-from data_platform.lib.timing.errors import SettingError, YamlPath
+from data_platform.lib.timescale.yaml_plan import yaml_rollup_plan
+from data_platform.lib.timing.errors import SettingError
 from data_platform.lib.timing.partitions import Partitions, PartitionsSpec, require_aligned
 from data_platform.lib.timing.window import Window
 from data_platform.lib.warehouse import WarehouseResource, has_timescaledb
 from data_platform.lib.yaml_attributes import YamlAttributes, yaml_location
-
-
-def sources_partitions(
-    context: dg.ComponentLoadContext, assets: Sequence[str]
-) -> Partitions | None:
-    """The partitions of the ingest components that write `assets` (read from YAML, no server).
-
-    None when no ingest component writes them; an error naming both files when two differ.
-    """
-    from data_platform.lib.influx.component import InfluxIngestComponent
-
-    wanted = {dg.AssetKey.from_user_string(k) for k in assets}
-    found: dict[Partitions, str] = {}
-    for ingest in context.component_tree.get_all_components(of_type=InfluxIngestComponent):
-        if wanted & ingest.asset_keys():
-            partitions = ingest.ingest_plan().partitions
-            found.setdefault(Partitions(partitions.start, partitions.granularity), ingest.defs_file)
-    if len(found) > 1:
-        (first, first_file), (second, second_file) = list(found.items())[:2]
-        raise RollupConfigError(
-            ("partitions",),
-            "`partitions` is left out and the ingest components writing source.assets differ: "
-            f"{first_file} starts {first.start.isoformat()} {first.granularity}, {second_file} "
-            f"starts {second.start.isoformat()} {second.granularity}",
-            "give those ingest components the same partitions.start and granularity, or set "
-            "`partitions` here",
-        )
-    return next(iter(found), None)
 
 
 def _rollup_template_vars(rollup: Rollup) -> dict[str, Any]:
@@ -193,10 +162,21 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
         ChecksSpec | None,
         doc("Asset check thresholds.", [{"freshness_max_lag": "2 hours"}]),
     ] = None
+    backfill_partitions_per_run: Annotated[
+        int | None,
+        doc(
+            "Backfills: partitions per run. Default: the whole range in one run, refreshed in "
+            "atomic slices of about a day; set e.g. 1 to fan a backfill out over runs. A run "
+            "of ingest and rollups together needs the same value on both.",
+            [None, 24],
+        ),
+    ] = None
     translation: Annotated[TranslationFn[Rollup] | None, _translation_resolver] = None
 
     _plan: RollupPlan | None = PrivateAttr(default=None)
-    _source_partitions: Partitions | None = PrivateAttr(default=None)
+    _sources: ResolvedSources | None = PrivateAttr(default=None)
+    _load_context: dg.ComponentLoadContext | None = PrivateAttr(default=None)
+    """Kept for errors found when definitions are built: they point at the YAML line too."""
     _specs: dict[str, dg.AssetSpec] = PrivateAttr(default_factory=dict)
 
     @classmethod
@@ -206,9 +186,11 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
         """Load from YAML and validate, pointing errors at the offending line of defs.yaml."""
         try:
             component = super().load(attributes, context)
-            if component.partitions is None:
-                component._source_partitions = sources_partitions(context, component.source.assets)
-            component.rollup_plan()
+            component._load_context = context
+            component.check_source_rule()
+            component.backfill_policy()
+            if component.partitions is not None:
+                component.rollup_plan()
         except SettingError as exc:
             raise exc.located(yaml_location(context, exc.path, exc.problem)) from None
         except ValidationError as exc:
@@ -228,14 +210,55 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
     def rollup_plan(self) -> RollupPlan:
         """The validated rollup family; raises RollupConfigError naming the YAML field."""
         if self._plan is None:
-            self._plan = self._build_plan()
+            self._plan = yaml_rollup_plan(
+                source_spec=self.source,
+                partitions=self.rollup_partitions(),
+                **{name: getattr(self, name) for name in _PLAN_FIELDS},
+            )
         return self._plan
+
+    def check_source_rule(self) -> None:
+        """One of source.assets, source.select and source.all_writers says what the inputs are."""
+        src = self.source
+        given = [
+            name
+            for name, on in (
+                ("assets", bool(src.assets)),
+                ("select", src.select is not None),
+                ("all_writers", src.all_writers),
+            )
+            if on
+        ]
+        if len(given) > 1:
+            raise RollupConfigError(
+                ("source", given[1]),
+                f"source sets {' and '.join(given)}; they are three ways to name the inputs",
+                "keep one: `assets` (a list), `select` (an asset selection) or "
+                "`all_writers: true` (every ingest asset writing this table)",
+            )
+
+    def source_keys(self) -> tuple[dg.AssetKey, ...]:
+        """The ingest assets the narrowest rollup reads, as the YAML's rule resolved at load."""
+        if self._sources is not None:
+            return self._sources.keys
+        if self.source.select is not None or self.source.all_writers:
+            raise RollupConfigError(
+                ("source", "select" if self.source.select is not None else "all_writers"),
+                "a rule is resolved over the project's ingest components, and this component "
+                "was built outside a defs folder",
+                "load it from a defs folder (dg, ComponentTree), or list source.assets",
+            )
+        return tuple(dg.AssetKey.from_user_string(k) for k in self.source.assets)
 
     def rollup_partitions(self) -> Partitions:
         """The YAML's partitions, else those of the ingest components writing source.assets."""
+        sources = self._sources
         if self.partitions is not None:
-            return self.partitions.parsed(aligned=True)
-        if self._source_partitions is None:
+            parsed = self.partitions.parsed(aligned=True)
+            if sources is not None:
+                check_same_partitions(sources, parsed)
+            return parsed
+        if sources is None or sources.partitions is None:
             raise RollupConfigError(
                 ("partitions",),
                 "`partitions` is left out and no ingest component of the project writes "
@@ -243,145 +266,22 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
                 "set `partitions` (start and granularity), or list the ingest assets in "
                 "source.assets",
             )
-        parsed = self._source_partitions
+        parsed = sources.partitions
         require_aligned(parsed.start, parsed.granularity, ("partitions",), parsed.start.isoformat())
         return parsed
 
-    def _build_plan(self) -> RollupPlan:
-        src = self.source
-        source = SourceTable(
-            schema=check_identifier(("source", "schema"), src.schema_name, "schema"),
-            table=check_identifier(("source", "table"), src.table, "table"),
-            time_column=check_identifier(("source", "time_column"), src.time_column, "column"),
-            signal_column=check_identifier(
-                ("source", "signal_column"), src.signal_column, "column"
-            ),
-            value_column=check_identifier(("source", "value_column"), src.value_column, "column"),
-        )
-        if source.signal_column in (BUCKET_COLUMN, *AGGREGATES):
+    def backfill_policy(self) -> dg.BackfillPolicy:
+        """One run per backfill (sliced inside), or `backfill_partitions_per_run` per run."""
+        per_run = self.backfill_partitions_per_run
+        if per_run is None:
+            return dg.BackfillPolicy.single_run()
+        if not 1 <= per_run <= 10_000:
             raise RollupConfigError(
-                ("source", "signal_column"),
-                f"{source.signal_column!r} collides with a rollup column name",
-                f"rollups store `{BUCKET_COLUMN}` and the aggregates under their own names; "
-                "rename the signal column",
+                ("backfill_partitions_per_run",),
+                f"{per_run} is not between 1 and 10000",
+                "leave it out for one run per backfill, or give a partition count like 24",
             )
-        for index, key in enumerate(src.assets):
-            if not str(key).strip():
-                raise RollupConfigError(
-                    ("source", "assets", index),
-                    "empty asset key",
-                    "write it like plant_a/influx/power",
-                )
-        target_schema = check_identifier(("target", "schema"), self.target.schema_name, "schema")
-        prefix = check_identifier(("target", "name_prefix"), self.target.name_prefix, "prefix")
-        partitions = self.rollup_partitions()
-        on_change = self.on_definition_change
-        if on_change not in ("fail", "rebuild"):
-            raise RollupConfigError(
-                ("on_definition_change",),
-                f"{on_change!r} is not fail or rebuild",
-                "use `fail` (stop on a changed definition) or `rebuild` (drop and rebuild)",
-            )
-        columns, _ = resolve_aggregates(("aggregates",), self.aggregates)
-
-        default_refresh = self._refresh_policy(("refresh",), self.refresh) if self.refresh else None
-        retention = self.retention or RetentionSpec()
-        default_drop = (
-            parse_duration(retention.drop_after, ("retention", "drop_after"))
-            if retention.drop_after is not None
-            else None
-        )
-        raw_drop = (
-            parse_duration(retention.raw_drop_after, ("retention", "raw_drop_after"))
-            if retention.raw_drop_after is not None
-            else None
-        )
-        inputs: list[BucketInput] = []
-        for index, bucket in enumerate(self.buckets):
-            width = parse_duration(bucket.width, ("buckets", index, "width"))
-            suffix = bucket.name if bucket.name is not None else short_suffix(width)
-            if not suffix or not all(ch.isalnum() or ch == "_" for ch in suffix):
-                raise RollupConfigError(
-                    ("buckets", index, "name"),
-                    f"name {suffix!r} is not a plain name suffix",
-                    "use letters, digits and underscores, e.g. 1m or hourly",
-                )
-            refresh = (
-                self._refresh_policy(("buckets", index, "refresh"), bucket.refresh)
-                if bucket.refresh is not None
-                else default_refresh
-            )
-            if bucket.drop_after is not None:
-                drop_path: YamlPath = ("buckets", index, "drop_after")
-                drop = parse_duration(bucket.drop_after, drop_path)
-            else:
-                drop_path, drop = ("retention", "drop_after"), default_drop
-            inputs.append(BucketInput(index, width, suffix, refresh, drop, drop_path))
-        rollups = build_hierarchy(prefix, inputs, columns)
-
-        columnstore = self._columnstore_policy(source, columns) if self.columnstore else None
-        lag_text = self.checks.freshness_max_lag if self.checks else None
-        max_lag = (
-            parse_duration(lag_text, ("checks", "freshness_max_lag"))
-            if lag_text is not None
-            else partitions.width
-        )
-        plan = RollupPlan(
-            source=source,
-            target_schema=target_schema,
-            rollups=rollups,
-            materialized_only=self.materialized_only,
-            columnstore=columnstore,
-            raw_drop_after=raw_drop,
-            partitions=partitions,
-            on_definition_change=on_change,
-            freshness_max_lag=max_lag,
-        )
-        check_policies(plan)
-        return plan
-
-    @staticmethod
-    def _refresh_policy(path: YamlPath, spec: RefreshSpec) -> RefreshPolicy:
-        return RefreshPolicy(
-            start_offset=parse_duration(spec.start_offset, (*path, "start_offset")),
-            end_offset=parse_duration(spec.end_offset, (*path, "end_offset"), allow_zero=True),
-            schedule_interval=parse_duration(spec.schedule_interval, (*path, "schedule_interval")),
-            path=path,
-        )
-
-    def _columnstore_policy(self, source: SourceTable, columns: Sequence[str]) -> ColumnstorePolicy:
-        spec = self.columnstore
-        assert spec is not None
-        known = (BUCKET_COLUMN, source.signal_column, *columns)
-        segmentby = tuple(spec.segmentby) if spec.segmentby is not None else (source.signal_column,)
-        for index, column in enumerate(segmentby):
-            if column not in known:
-                raise RollupConfigError(
-                    ("columnstore", "segmentby", index),
-                    f"{column!r} is not a rollup column",
-                    f"use columns of the rollups: {', '.join(known)}",
-                )
-        orderby: list[tuple[str, str]] = []
-        for part in (spec.orderby or f"{BUCKET_COLUMN} DESC").split(","):
-            words = part.split()
-            direction = words[1].upper() if len(words) == 2 else "ASC"
-            if (
-                not words
-                or len(words) > 2
-                or direction not in ("ASC", "DESC")
-                or words[0] not in known
-            ):
-                raise RollupConfigError(
-                    ("columnstore", "orderby"),
-                    f"{spec.orderby!r} is not a list of `<rollup column> [ASC|DESC]`",
-                    f"write it like 'bucket DESC'; rollup columns are {', '.join(known)}",
-                )
-            orderby.append((words[0], direction))
-        return ColumnstorePolicy(
-            after=parse_duration(spec.after, ("columnstore", "after")),
-            segmentby=segmentby,
-            orderby=tuple(orderby),
-        )
+        return dg.BackfillPolicy.multi_run(per_run)
 
     def partitions_def(self) -> dg.TimeWindowPartitionsDefinition:
         """The ingest component's partitions: same start, same granularity, UTC."""
@@ -398,7 +298,7 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
     def _build_asset_spec(self, rollup: Rollup) -> dg.AssetSpec:
         plan = self.rollup_plan()
         if rollup.base is None:
-            deps = [dg.AssetKey.from_user_string(k) for k in self.source.assets]
+            deps = list(self.source_keys())
             reads = f"{plan.source}"
         else:
             deps = [self.get_asset_spec(rollup.base).key]
@@ -441,7 +341,26 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
         raw = f"{plan.target_schema}__{self.target.name_prefix}_rollups"
         return "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in raw)
 
+    def resolve_inputs(self, context: dg.ComponentLoadContext) -> None:
+        """Resolve source.assets / select / all_writers over the project's ingest components.
+
+        Runs when definitions are built, once every component has loaded (no server, no second
+        walk of the defs folder); errors point at the YAML line like load errors.
+        """
+        src = self.source
+        own = self.partitions.parsed(aligned=True) if self.partitions else None
+        if self._load_context is None:
+            return  # built from Python, not a defs folder: source.assets as listed
+        try:
+            self._sources = resolve_sources(context, src, f"{src.schema_name}.{src.table}", own)
+            self.rollup_partitions()
+            self.rollup_plan()
+        except SettingError as exc:
+            located = self._load_context or context
+            raise exc.located(yaml_location(located, exc.path, exc.problem)) from None
+
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        self.resolve_inputs(context)
         plan = self.rollup_plan()
         specs = [self.get_asset_spec(r) for r in plan.rollups]
         check_specs = [
@@ -457,6 +376,7 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
             check_specs=check_specs,
             can_subset=True,
             partitions_def=self.partitions_def(),
+            backfill_policy=self.backfill_policy(),
         )
         def _rollups(
             context: dg.AssetExecutionContext, warehouse: WarehouseResource
@@ -522,6 +442,7 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
                         "rows_in_window": outcome.rows,
                         "dagster/row_count": outcome.rows,
                         "refresh_seconds": round(outcome.seconds, 4),
+                        "slices": outcome.slices,
                         "created": prepared is not None and rollup.name in prepared.created,
                         "rebuilt": prepared is not None and rollup.name in prepared.rebuilt,
                         "retention_deleted_rows": deleted.get(rollup.name, 0),
@@ -548,3 +469,16 @@ class TimescaleAggregateComponent(YamlAttributes, dg.Component, dg.Resolvable, d
             yield checks.check_freshness(engine, rollup, key, self.rollup_plan().freshness_max_lag)
         if dg.AssetCheckKey(key, checks.MATCHES_YAML) in selected:
             yield checks.check_matches_yaml(engine, rollup, key)
+
+
+_PLAN_FIELDS = (
+    "target",
+    "buckets",
+    "aggregates",
+    "materialized_only",
+    "refresh",
+    "columnstore",
+    "retention",
+    "on_definition_change",
+    "checks",
+)

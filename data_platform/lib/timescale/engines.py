@@ -31,7 +31,7 @@ from data_platform.lib.warehouse import WarehouseResource
 
 MANAGED_BY = "data_platform.lib.TimescaleAggregateComponent"
 HISTORY_SLICE = timedelta(days=1)
-"""Rebuilt rollups re-materialize their history in slices of about this length."""
+"""Backfills and rebuilt rollups refresh in atomic slices of about this length (whole buckets)."""
 
 
 class RollupDefinitionChanged(Exception):
@@ -93,6 +93,8 @@ class RefreshOutcome:
     rows: int
     seconds: float
     skipped: str | None = None
+    slices: int = 1
+    """Atomic refreshes the window took (one transaction, or one TimescaleDB refresh, each)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,11 @@ class RelationState:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def slice_step(rollup: Rollup) -> timedelta:
+    """Whole buckets of `rollup` covering at least HISTORY_SLICE."""
+    return rollup.width * max(1, -(-HISTORY_SLICE // rollup.width))
 
 
 class RollupEngine:
@@ -246,14 +253,25 @@ class RollupEngine:
     # -- refresh ---------------------------------------------------------------------------------
 
     def refresh_window(self, rollup: Rollup, partition_window: Window) -> RefreshOutcome:
-        """Re-materialize the buckets of `rollup` that overlap `partition_window`."""
+        """Re-materialize the buckets of `rollup` that overlap `partition_window`.
+
+        A partition range (a backfill run) is refreshed in slices of about a day of whole
+        buckets, each atomic on its own: a failed run keeps every slice it finished, and no
+        transaction (or TimescaleDB refresh) grows with the range.
+        """
         window = partition_window.widened_to(rollup.width)
-        skipped = self._skip_reason(rollup, window)
+        skipped: str | None = None
         started = time.perf_counter()
-        if skipped is None:
-            self._refresh(rollup, window)
+        parts = window.slices(slice_step(rollup))
+        for part in parts:
+            reason = self._skip_reason(rollup, part)
+            if reason is None:
+                self._refresh(rollup, part)
+            else:
+                skipped = skipped or reason
         seconds = time.perf_counter() - started
-        return RefreshOutcome(rollup, window, self.count_rows(rollup, window), seconds, skipped)
+        rows = self.count_rows(rollup, window)
+        return RefreshOutcome(rollup, window, rows, seconds, skipped, len(parts))
 
     def refresh_history(self, rollups: list[Rollup]) -> None:
         """Re-materialize rebuilt rollups over [partitions.start, newest source data].
@@ -272,8 +290,7 @@ class RollupEngine:
                     floor_to_bucket(start, rollup.width),
                     ceil_to_bucket(min(newest, utcnow()), rollup.width) + rollup.width,
                 )
-                step = rollup.width * max(1, -(-HISTORY_SLICE // rollup.width))
-                for part in history.slices(step):
+                for part in history.slices(slice_step(rollup)):
                     if self._skip_reason(rollup, part) is None:
                         self._refresh(rollup, part)
                 self.log.info(f"Re-materialized {rollup.name} over {history}")

@@ -34,10 +34,27 @@ class SourceSpec(dg.Resolvable, dg.Model):
         list[str],
         doc(
             "Asset keys of the ingest assets that write the raw table; the narrowest rollup "
-            "depends on them.",
+            "depends on them. Or leave it out and set `select` or `all_writers`.",
             [["plant_a/influx/power"]],
         ),
     ] = []
+    select: Annotated[
+        str | None,
+        doc(
+            "The ingest assets as a Dagster asset selection (kind, group, tag, owner, key "
+            "pattern), resolved over the project's ingest assets when definitions load; every "
+            "match must write this table. Registry assets are never inputs.",
+            ["kind:influxdb and group:plant_north", "key:plant_*/*", "tag:site=north"],
+        ),
+    ] = None
+    all_writers: Annotated[
+        bool,
+        doc(
+            "true: every ingest asset of the project that writes this schema.table, so a "
+            "dropped ingest YAML writing it joins the rollups with no other edit.",
+            [True],
+        ),
+    ] = False
 
 
 class TargetSpec(dg.Resolvable, dg.Model):

@@ -6,6 +6,9 @@ Two engines read the same plan:
 - PostgreSQL: rollup tables with the same columns, filled window by window with `date_bin`
   on TimescaleDB's bucket origin and ordered `array_agg` for first/last.
 
+Sums and averages add in time order (`sum(value ORDER BY ts)`) on both engines, so a re-run
+over unchanged data and the other engine give bit-identical rows.
+
 DDL cannot take bind parameters, so intervals and comments in DDL are `sql.Literal`s.
 """
 
@@ -75,29 +78,38 @@ def _first_last(
     )
 
 
+def _ordered(fn: Literal["sum", "avg"], value: str, order: str) -> sql.Composable:
+    """A floating-point sum in time order: the same bits whatever order a plan reads rows in.
+
+    Signals have one row per timestamp (and one bucket per time), so the order is total; both
+    engines then add the same numbers in the same order and agree bit for bit.
+    """
+    return sql.SQL("{fn}({v} ORDER BY {t})").format(fn=sql.SQL(fn), v=ident(value), t=ident(order))
+
+
 def aggregate_exprs(engine: Engine, plan: RollupPlan, rollup: Rollup) -> list[sql.Composable]:
     """`<expr> AS <column>` for every stored aggregate of `rollup`."""
     out: list[sql.Composable] = []
     if rollup.base is None:
         v, t = plan.source.value_column, plan.source.time_column
         exprs: dict[str, sql.Composable] = {
-            "avg": sql.SQL("avg({})").format(ident(v)),
+            "avg": _ordered("avg", v, t),
             "min": sql.SQL("min({})").format(ident(v)),
             "max": sql.SQL("max({})").format(ident(v)),
             "count": sql.SQL("count({})").format(ident(v)),
-            "sum": sql.SQL("sum({})").format(ident(v)),
+            "sum": _ordered("sum", v, t),
             "first": _first_last(engine, "first", v, t),
             "last": _first_last(engine, "last", v, t),
         }
     else:
         exprs = {
-            "avg": sql.SQL("sum({s}) / sum({c})::double precision").format(
-                s=ident("sum"), c=ident("count")
+            "avg": sql.SQL("{s} / sum({c})::double precision").format(
+                s=_ordered("sum", "sum", BUCKET_COLUMN), c=ident("count")
             ),
             "min": sql.SQL("min({})").format(ident("min")),
             "max": sql.SQL("max({})").format(ident("max")),
             "count": sql.SQL("sum({})::bigint").format(ident("count")),
-            "sum": sql.SQL("sum({})").format(ident("sum")),
+            "sum": _ordered("sum", "sum", BUCKET_COLUMN),
             "first": _first_last(engine, "first", "first", BUCKET_COLUMN),
             "last": _first_last(engine, "last", "last", BUCKET_COLUMN),
         }
