@@ -31,25 +31,32 @@ class SignalRegistry:
         self.namer = namer
         self.units = units
         self._by_signal: dict[Signal, RegisteredSignal] = {}
+        self._by_key: dict[str, RegisteredSignal] = {}
 
     def load(
         self, conn: psycopg.Connection, measurement: str | None = None
     ) -> list[RegisteredSignal]:
-        """Read the source's registered signals (of one measurement, or all)."""
-        query = sql.SQL(
-            "SELECT tag_id, tag_name, measurement, tags, field FROM {} WHERE source = %s {}"
-        ).format(
+        """Read the source's registered signals (of one measurement, or all).
+
+        Rows come back as (tag_id, tag_name, key): a signal already cached for the run is
+        reused, others are decoded from the key's JSON, cheaper to fetch than the jsonb tags.
+        """
+        query = sql.SQL("SELECT tag_id, tag_name, key FROM {} WHERE source = %s {}").format(
             self.tables.tags,
             sql.SQL("AND measurement = %s") if measurement is not None else sql.SQL(""),
         )
         params = [self.source] if measurement is None else [self.source, measurement]
         out = []
-        for tag_id, tag_name, meas, tags, fld in conn.execute(query, params).fetchall():
-            signal = Signal(
-                self.source, meas, tuple(sorted((str(k), str(v)) for k, v in tags.items())), fld
-            )
-            registered = RegisteredSignal(tag_id, tag_name, signal)
-            self._by_signal[signal] = registered
+        by_key = self._by_key
+        for tag_id, tag_name, key in conn.execute(query, params).fetchall():
+            registered = by_key.get(key)
+            if registered is None or registered.tag_id != tag_id or registered.tag_name != tag_name:
+                _source, meas, tags, fld = json.loads(key)
+                signal = Signal(
+                    self.source, meas, tuple(sorted((str(k), str(v)) for k, v in tags)), fld
+                )
+                registered = by_key[key] = RegisteredSignal(tag_id, tag_name, signal)
+                self._by_signal[signal] = registered
             out.append(registered)
         return out
 
@@ -179,4 +186,5 @@ class SignalRegistry:
         by_key = {k: (tag_id, name) for k, tag_id, name in rows}
         for signal, _ in named:
             tag_id, name = by_key[signal.key]
-            self._by_signal[signal] = RegisteredSignal(tag_id, name, signal)
+            registered = self._by_signal[signal] = RegisteredSignal(tag_id, name, signal)
+            self._by_key[signal.key] = registered

@@ -54,3 +54,19 @@ def test_removed_signals_are_stamped_until_they_come_back(pg_conn: psycopg.Conne
     assert again == stamped  # the first disappearance is kept
     registry.mark_removed(pg_conn, [], {P, Q})
     assert [r[3] for r in registry_rows(pg_conn)] == [False, False]
+
+
+def test_load_decodes_signals_and_follows_renamed_rows(pg_conn: psycopg.Connection) -> None:
+    ensure_tables(pg_conn, TABLES)
+    unsorted = Signal("src", "m", (("z", "1"), ("device", "b \u00e9,=")), "p")
+    written = SignalRegistry("src", TABLES, Signal.default_name)
+    ids = {r.signal: r.tag_id for r in written.ensure(pg_conn, [P, Q, unsorted])}
+    cold = SignalRegistry("src", TABLES, Signal.default_name)
+    loaded = {r.signal: (r.tag_id, r.tag_name) for r in cold.load(pg_conn)}
+    assert set(loaded) == {P, Q, Signal("src", "m", tuple(sorted(unsorted.tags)), "p")}
+    assert loaded[P] == (ids[P], P.default_name())
+    # A row renamed since the last load comes back renamed, not from the run's cache.
+    pg_conn.execute("UPDATE raw.influx_tag SET tag_name = 'renamed' WHERE tag_id = %s", [ids[Q]])
+    again = {r.signal: r.tag_name for r in cold.load(pg_conn, "m")}
+    assert again[Q] == "renamed"
+    assert cold.ensure(pg_conn, [Q])[0].tag_name == "renamed"
