@@ -76,6 +76,16 @@ bench-aggregates: sync
 bench-load *args: sync
     uv run python scripts/bench_load.py {{args}}
 
+# Registry cost per hourly run of a 1,000-site fleet at 1 k / 10 k / 50 k known signals
+# (args e.g. `--quick`, `--runs 5`, `--profile`).
+bench-fleet *args: sync
+    uv run python scripts/bench_fleet.py {{args}}
+
+# A year of a synthetic plant backfilled with its rollups in one `dg launch`, against
+# single-partition launches (args e.g. `--quick`).
+bench-migrate *args: sync
+    uv run python scripts/bench_migrate.py {{args}}
+
 _home:
     @mkdir -p "$DAGSTER_HOME"
     @# a runtime dir must be private (0700), or tools warn and fall back to /tmp
