@@ -106,7 +106,8 @@ def run_figures(home: Path) -> dict[str, Any]:
         )
         steps = {s.step_key: (s.end_time or 0) - (s.start_time or 0) for s in stats}
         records = instance.fetch_materializations(dg.AssetKey(["migrated", "plant"]), limit=1)
-        meta = records.records[0].asset_materialization.metadata if records.records else {}
+        materialization = records.records[0].asset_materialization if records.records else None
+        meta = materialization.metadata if materialization is not None else {}
         return {
             "runs": len(runs),
             "statuses": sorted({str(r.status.value) for r in runs}),
