@@ -9,6 +9,7 @@ plain integers (no datetime per value).
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Sequence
 
 import psycopg
@@ -37,11 +38,16 @@ def copy_statement(table: sql.Identifier) -> sql.Composed:
 
 
 class ValueCopy:
-    """Value rows streamed into an open binary COPY, flushed to the server by the MiB."""
+    """Value rows streamed into an open binary COPY, flushed to the server by the MiB.
+
+    `copy_s` accumulates the time spent handing bytes to the COPY: when the server inserts
+    slower than the rows come, this is where a run waits for it.
+    """
 
     def __init__(self, copy: psycopg.Copy) -> None:
         self._copy = copy
         self._buf = bytearray(_SIGNATURE)
+        self.copy_s = 0.0
 
     def write_columns(
         self,
@@ -55,31 +61,54 @@ class ValueCopy:
         One signal at a time, so the (tag_id, ts) index grows in order. `stamps` are the rows'
         binary timestamps, `metas` their jsonb payloads (or None).
         """
-        buf = self._buf
         any_meta = any(metas)
-        pack = _NUMBER_ROW
         written = 0
         for i, tag_id in enumerate(tag_ids):
-            col = i + 1
-            for j, row in enumerate(rows):
-                value = row[col]
-                if value is None:
-                    continue
-                written += 1
-                if value.__class__ is float and not any_meta:
-                    buf += pack(6, 8, stamps[j], 4, tag_id, 8, value, -1, 2, 0, -1)
-                else:
-                    _encode_value(buf, stamps[j], tag_id, value, metas[j])
-            if len(buf) > _FLUSH_BYTES:
-                self._copy.write(buf)
-                buf = bytearray()
-        self._buf = buf
+            written += self.write_column(
+                tag_id, [row[i + 1] for row in rows], stamps, metas, any_meta=any_meta
+            )
         return written
+
+    def write_column(
+        self,
+        tag_id: int,
+        values: Sequence[FieldValue],
+        stamps: Sequence[int],
+        metas: Sequence[bytes | None],
+        *,
+        any_meta: bool = True,
+    ) -> int:
+        """Append one signal's values, value by value; return how many (None is skipped)."""
+        buf = self._buf
+        pack = _NUMBER_ROW
+        written = 0
+        for j, value in enumerate(values):
+            if value is None:
+                continue
+            written += 1
+            if value.__class__ is float and not any_meta:
+                buf += pack(6, 8, stamps[j], 4, tag_id, 8, value, -1, 2, 0, -1)
+            else:
+                _encode_value(buf, stamps[j], tag_id, value, metas[j])
+        if len(buf) > _FLUSH_BYTES:
+            self._send()
+        return written
+
+    def write_encoded(self, rows: bytes) -> None:
+        """Append rows already encoded (see `vectors.py`)."""
+        self._buf += rows
+        if len(self._buf) > _FLUSH_BYTES:
+            self._send()
 
     def finish(self) -> None:
         """Send what is buffered and the COPY trailer."""
         self._buf += _TRAILER
+        self._send()
+
+    def _send(self) -> None:
+        started = time.perf_counter()
         self._copy.write(self._buf)
+        self.copy_s += time.perf_counter() - started
         self._buf = bytearray()
 
 
