@@ -9,8 +9,10 @@ plain integers (no datetime per value).
 from __future__ import annotations
 
 import struct
+import threading
 import time
 from collections.abc import Sequence
+from queue import Queue
 
 import psycopg
 from psycopg import sql
@@ -28,6 +30,8 @@ _NUMBER_ROW = struct.Struct(">hiqiiidiihi").pack
 _TEXT_HEAD = struct.Struct(">hiqiiii").pack
 _TAIL_NO_META = struct.pack(">ihi", 2, 0, -1)
 _FLUSH_BYTES = 1 << 20
+SEND_AHEAD = 8
+"""MiB buffers a window may encode ahead of what PostgreSQL has taken (0: send inline)."""
 
 
 def copy_statement(table: sql.Identifier) -> sql.Composed:
@@ -48,6 +52,7 @@ class ValueCopy:
         self._copy = copy
         self._buf = bytearray(_SIGNATURE)
         self.copy_s = 0.0
+        self._sender: _Sender | None = _Sender(copy) if SEND_AHEAD else None
 
     def write_columns(
         self,
@@ -101,15 +106,65 @@ class ValueCopy:
             self._send()
 
     def finish(self) -> None:
-        """Send what is buffered and the COPY trailer."""
+        """Send what is buffered and the COPY trailer; wait until the server has it all."""
         self._buf += _TRAILER
         self._send()
+        if self._sender is not None:
+            started = time.perf_counter()
+            self._sender.close()
+            self.copy_s += time.perf_counter() - started
+
+    def close(self) -> None:
+        """Stop the sending thread if a failure left it running (no-op after `finish`)."""
+        if self._sender is not None:
+            self._sender.close(raise_error=False)
 
     def _send(self) -> None:
         started = time.perf_counter()
-        self._copy.write(self._buf)
+        if self._sender is not None:
+            self._sender.put(bytes(self._buf))
+        else:
+            self._copy.write(self._buf)
         self.copy_s += time.perf_counter() - started
         self._buf = bytearray()
+
+
+class _Sender:
+    """Hands encoded buffers to the COPY from a thread, at most `SEND_AHEAD` behind.
+
+    libpq releases the GIL while it waits for the server to take data, so the next batch is
+    read, checked and encoded meanwhile; the bound keeps memory flat when the server is slower.
+    """
+
+    def __init__(self, copy: psycopg.Copy) -> None:
+        self._copy = copy
+        self._queue: Queue[bytes | None] = Queue(maxsize=SEND_AHEAD)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="historian-copy", daemon=True)
+        self._thread.start()
+
+    def put(self, data: bytes) -> None:
+        self._raise()
+        self._queue.put(data)
+
+    def close(self, *, raise_error: bool = True) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if raise_error:
+            self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._copy.write(data)
+                except BaseException as exc:
+                    self._error = exc
 
 
 def _encode_value(

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import psycopg
 from psycopg import sql
-from psycopg.copy import QueuedLibpqWriter
 
 from data_platform.lib.historian import vectors
 from data_platform.lib.historian.copy import NS_META, PG_EPOCH_US, ValueCopy, copy_statement
@@ -133,11 +132,12 @@ def replace_window(
             seconds["lock"] += time.perf_counter() - started
             stream.result.deleted = _delete_rows(cur, tables, window, known_ids)
             seconds["delete"] += time.perf_counter() - started - seconds["lock"]
-            # A queued writer sends to the server in a thread, so the next batch is read,
-            # checked and encoded while PostgreSQL inserts the last one.
-            with cur.copy(copy_statement(tables.hist), writer=QueuedLibpqWriter(cur)) as copy:
+            with cur.copy(copy_statement(tables.hist)) as copy:
                 out = ValueCopy(copy)
-                stream.copy_batches(out, batches)
+                try:
+                    stream.copy_batches(out, batches)
+                finally:
+                    out.close()
                 finishing = time.perf_counter()
             seconds["copy"] += out.copy_s + time.perf_counter() - finishing
     return stream.result

@@ -14,15 +14,16 @@ pytestmark = pytest.mark.integration
 
 def test_materialization_reports_seconds_per_step(influxd, influx_db, warehouse_url):
     influxd.write_lines(influx_db, "\n".join(plant_lines()))
+    key = dg.AssetKey(["plant", "inverter"])
     with load_yaml_component(attrs(influxd, influx_db)) as (_component, defs):
         result = run_assets(
             defs,
             warehouse_url,
             partition_key="2024-03-01-00:00",
-            selection=[dg.AssetKey(["plant", "inverter"])],
+            selection=[key],
         )
     assert result.success
-    seconds = materializations(result)[dg.AssetKey(["plant", "inverter"])]["seconds"]
+    seconds = materializations(result)[key]["seconds"]
     assert list(seconds) == [*WRITE_STEPS, "checks"]
     assert all(v >= 0 for v in seconds.values())
     # The window read, checked, encoded and copied rows; the checks asked the source again.
