@@ -90,8 +90,12 @@ def child_run(args: argparse.Namespace) -> None:
     import dagster as dg
     from dagster.components.testing.utils import component_defs
 
+    from data_platform.lib.historian import copy, vectors
     from data_platform.lib.warehouse import WarehouseResource
 
+    copy.SEND_AHEAD, copy.SEND_BUFFER_BYTES = args.send_ahead, args.send_buffer
+    if args.per_value:
+        vectors.MIN_ROWS = 1 << 62
     component = component_for(args.influx, args.db, args.granularity, args.name)
     defs = component_defs(component=component)
     assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
@@ -322,6 +326,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of (a), (b) and (c)")
     parser.add_argument("--timescale", default="on", choices=["on", "off"], help="the engine run")
     parser.add_argument("--no-prepare", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--send-ahead", type=int, default=8, help=argparse.SUPPRESS)
+    parser.add_argument("--per-value", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--send-buffer", type=int, default=4 << 20, help=argparse.SUPPRESS)
     parser.add_argument(
         "--single-runs",
         type=int,

@@ -8,6 +8,7 @@ plain integers (no datetime per value).
 
 from __future__ import annotations
 
+import socket
 import struct
 import threading
 import time
@@ -32,6 +33,8 @@ _TAIL_NO_META = struct.pack(">ihi", 2, 0, -1)
 _FLUSH_BYTES = 1 << 20
 SEND_AHEAD = 8
 """MiB buffers a window may encode ahead of what PostgreSQL has taken (0: send inline)."""
+SEND_BUFFER_BYTES = 4 << 20
+"""The COPY connection's socket send buffer asked for (the system caps it; 0: left as is)."""
 
 
 def copy_statement(table: sql.Identifier) -> sql.Composed:
@@ -39,6 +42,17 @@ def copy_statement(table: sql.Identifier) -> sql.Composed:
     return sql.SQL(
         "COPY {} (ts, tag_id, value, value_text, qc, meta) FROM STDIN (FORMAT BINARY)"
     ).format(table)
+
+
+def widen_send_buffer(conn: psycopg.Connection) -> None:
+    """Let the COPY's socket hold megabytes, so the server keeps inserting while this process
+    is busy reading (the sending thread needs the GIL for every write, and the reader's
+    decoding holds it for a chunk at a time)."""
+    if not SEND_BUFFER_BYTES:
+        return
+    with socket.fromfd(conn.pgconn.socket, socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) < SEND_BUFFER_BYTES:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
 
 
 class ValueCopy:

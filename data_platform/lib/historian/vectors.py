@@ -104,9 +104,9 @@ def write_batch(
 ) -> int:
     """Append a checked batch, column `i + 1` as signal `tag_ids[i]`: numbers at once, text
     value by value (as `ValueCopy.write_columns` would); return the values written."""
-    columns = list(zip(*rows, strict=True))
     written = 0
-    for tag_id, values in zip(tag_ids, columns[1:], strict=True):
+    for i, tag_id in enumerate(tag_ids, start=1):
+        values = [row[i] for row in rows]
         numbers = number_column(values)
         if numbers is None:
             stamps = (us - PG_EPOCH_US).tolist()

@@ -17,7 +17,13 @@ import psycopg
 from psycopg import sql
 
 from data_platform.lib.historian import vectors
-from data_platform.lib.historian.copy import NS_META, PG_EPOCH_US, ValueCopy, copy_statement
+from data_platform.lib.historian.copy import (
+    NS_META,
+    PG_EPOCH_US,
+    ValueCopy,
+    copy_statement,
+    widen_send_buffer,
+)
 from data_platform.lib.historian.errors import HistorianWriteError
 from data_platform.lib.historian.locks import advisory_key, session_locks
 from data_platform.lib.historian.registry import SignalRegistry
@@ -132,6 +138,7 @@ def replace_window(
             seconds["lock"] += time.perf_counter() - started
             stream.result.deleted = _delete_rows(cur, tables, window, known_ids)
             seconds["delete"] += time.perf_counter() - started - seconds["lock"]
+            widen_send_buffer(conn)
             with cur.copy(copy_statement(tables.hist)) as copy:
                 out = ValueCopy(copy)
                 try:

@@ -191,3 +191,23 @@ def test_a_long_mixed_batch_round_trips_through_postgres(warehouse_url: str) -> 
         )
         assert (have[0], have[1], have[3], have[4]) == (want[0], want[1], want[3], want[4])
         assert same_number
+
+
+@pytest.mark.integration
+def test_the_copy_connection_gets_a_send_buffer_of_megabytes(warehouse_url: str) -> None:
+    import socket
+
+    from data_platform.lib.historian.copy import SEND_BUFFER_BYTES, widen_send_buffer
+
+    def send_buffer(conn: psycopg.Connection) -> int:
+        with socket.fromfd(conn.pgconn.socket, socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            return sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+
+    with psycopg.connect(warehouse_url) as conn:
+        before = send_buffer(conn)
+        widen_send_buffer(conn)
+        after = send_buffer(conn)
+        conn.execute("SELECT 1")  # the connection still works
+    cap = int(open("/proc/sys/net/core/wmem_max").read())  # noqa: SIM115
+    assert before < SEND_BUFFER_BYTES
+    assert after >= min(SEND_BUFFER_BYTES, cap) > before
