@@ -213,15 +213,14 @@ class _WindowStream:
             tag_ids = [r.tag_id for r in registered]
             copied = out.copy_s
             times = self._check_vectors(batch, registered)
+            per_value = self._check_rows(batch, registered) if times is None else None
             encoding = time.perf_counter()
             seconds["check"] += encoding - checked
-            if times is None:
-                stamps, metas = self._check_rows(batch, registered)
-                encoding = time.perf_counter()
-                seconds["check"] += encoding - checked
-                written = out.write_columns(tag_ids, batch.rows, stamps, metas)
-            else:
+            if times is not None:
                 written = vectors.write_batch(out, tag_ids, batch.rows, *times)
+            else:
+                assert per_value is not None
+                written = out.write_columns(tag_ids, batch.rows, *per_value)
             seconds["encode"] += time.perf_counter() - encoding - (out.copy_s - copied)
             self._report(batch, registered, written)
         out.finish()
