@@ -59,13 +59,16 @@ snapshot-update:
 components:
     uv run dg list components
 
-# Ingest throughput against raw read/write limits and a naive baseline (prints figures).
-bench-ingest: sync
-    uv run python scripts/bench_ingest.py
+# Ingest throughput against the machine's limit measured in the same run: reading, COPY into
+# the historian's table, both at once; `limit ratio`, where the time goes, the TimescaleDB
+# engine, a naive baseline (args e.g. `--quick`, `--repeat 5`, `--timescale off`, `--single-runs 0`).
+bench-ingest *args: sync
+    uv run python scripts/bench_ingest.py {{args}}
 
-# The historian's write path alone: ~1 M values through replace_window (prints figures).
-bench-historian: sync
-    uv run python scripts/bench_historian.py
+# The historian's write path alone: ~1 M values through replace_window per encoder and sending
+# variant, on a table 11 windows deep (args e.g. `--runs 5`, `--history 10`).
+bench-historian *args: sync
+    uv run python scripts/bench_historian.py {{args}}
 
 # Rollup refresh time over 1 vs 30 days of raw data (prints figures).
 bench-aggregates: sync

@@ -1,11 +1,12 @@
 """The historian's write path alone: values/s of replace_window into an embedded PostgreSQL.
 
-Writes one daily window of 100 series x 3 float fields (about 1 M values) through
-`replace_window` (registry, row checks, binary COPY encoding, window lock) into an emptied
-value table, several times, and prints the best and median wall time and the client's CPU
-time (the encoding's share; the rest is the server).
+Fills the value table with `--history` daily windows of 100 series x 3 float fields (about
+1 M values each), then replaces one more window through `replace_window` (registry, row
+checks, binary COPY encoding, window lock) several times with each encoder and sending variant
+(interleaved, so the shared machine's load falls on all alike), and prints median and best wall
+time, the client's CPU time (the rest is the server), and a per-signal time-range query.
 
-    .venv/bin/python scripts/bench_historian.py [--points 3334] [--runs 8]
+    uv run python scripts/bench_historian.py [--points 3334] [--runs 5] [--history 10]
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import psycopg
 
+from data_platform.lib.historian import copy, vectors
 from data_platform.lib.historian.registry import SignalRegistry
 from data_platform.lib.historian.signals import Signal
 from data_platform.lib.historian.tables import HistorianTables, ensure_tables
@@ -34,8 +36,8 @@ SERIES = 100
 CHUNK = 10_000
 
 
-def batches(points: int) -> list[SeriesBatch]:
-    t0 = int(START.timestamp()) * NS
+def batches(points: int, day: datetime = START) -> list[SeriesBatch]:
+    t0 = int(day.timestamp()) * NS
     return [
         SeriesBatch(
             "plant",
@@ -51,51 +53,94 @@ def batches(points: int) -> list[SeriesBatch]:
     ]
 
 
+VARIANTS = {
+    "numpy + send thread": (8, vectors.MIN_ROWS),
+    "numpy, send inline": (0, vectors.MIN_ROWS),
+    "per value + send thread": (8, 1 << 62),
+    "per value, send inline (before)": (0, 1 << 62),
+}
+"""Encoder and sending variants: (copy.SEND_AHEAD, vectors.MIN_ROWS)."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--points", type=int, default=3334, help="points per series")
-    parser.add_argument("--runs", type=int, default=8)
+    parser.add_argument("--runs", type=int, default=5, help="runs of each variant, interleaved")
+    parser.add_argument(
+        "--history", type=int, default=10, help="windows of other days in the table first"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-historian-"))
     os.environ.setdefault("XDG_RUNTIME_DIR", str(root / "xdg"))
     server = start_postgres(root / "data", cleanup_mode="delete")
     tables = HistorianTables("bench")
-    window = Window(START, START + timedelta(days=1))
     lock = WindowLock("bench/plant", timedelta(days=1))
-    walls: list[float] = []
-    cpus: list[float] = []
+    walls: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    cpus: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    queries: list[float] = []
     values = 0
+    print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
     try:
         url = server.create_database("bench")
         with psycopg.connect(url) as conn, psycopg.connect(url, autocommit=True) as reg_conn:
             ensure_tables(conn, tables)
             conn.commit()
-            for _ in range(args.runs):
-                conn.execute("TRUNCATE bench.influx_hist")
-                conn.commit()
-                registry = SignalRegistry("bench", tables, Signal.default_name)
-                data = batches(args.points)
-                started, cpu = time.perf_counter(), time.process_time()
-                write = replace_window(
+            registry = SignalRegistry("bench", tables, Signal.default_name)
+
+            def write(day: int, data: list[SeriesBatch]) -> int:
+                window = Window(START + timedelta(days=day), START + timedelta(days=day + 1))
+                return replace_window(
                     conn,
                     registry,
                     window,
                     data,
-                    delete_tag_ids=lambda r=registry: [s.tag_id for s in r.load(reg_conn)],
+                    delete_tag_ids=lambda: [s.tag_id for s in registry.load(reg_conn)],
                     register_conn=reg_conn,
                     lock=lock,
-                )
-                walls.append(time.perf_counter() - started)
-                cpus.append(time.process_time() - cpu)
-                values = write.rows
+                ).rows
+
+            for day in range(1, args.history + 1):
+                write(day, batches(args.points, START + timedelta(days=day)))
+                conn.commit()
+            conn.execute("ANALYZE bench.influx_hist")
+            for _ in range(args.runs):
+                for name, (ahead, min_rows) in VARIANTS.items():
+                    copy.SEND_AHEAD, vectors.MIN_ROWS = ahead, min_rows
+                    data = batches(args.points)
+                    started, cpu = time.perf_counter(), time.process_time()
+                    values = write(0, data)  # replaces day 0's rows: delete, then COPY
+                    conn.commit()
+                    walls[name].append(time.perf_counter() - started)
+                    cpus[name].append(time.process_time() - cpu)
+                    queries.append(range_query(conn, registry))
     finally:
         server.stop()
-    best = min(walls)
-    print(f"{values:,} values per window, {args.runs} runs")
     print(
-        f"  wall: best {best:.2f} s ({values / best:,.0f} values/s), median {statistics.median(walls):.2f} s"
+        f"{values:,} values per window, table holding {args.history + 1} windows, "
+        f"{args.runs} runs of each variant (window replaced each time)"
     )
-    print(f"  client CPU: best {min(cpus):.2f} s, median {statistics.median(cpus):.2f} s")
+    for name in VARIANTS:
+        wall, cpu = statistics.median(walls[name]), statistics.median(cpus[name])
+        print(
+            f"  {name:<32} wall median {wall:.2f} s ({values / wall:,.0f} values/s), "
+            f"best {min(walls[name]):.2f} s; client CPU median {cpu:.2f} s"
+        )
+    print(
+        f"  one signal's hour (count, avg) on the {args.history + 1}-window table: "
+        f"median {statistics.median(queries) * 1000:.1f} ms"
+    )
+
+
+def range_query(conn: psycopg.Connection, registry: SignalRegistry) -> float:
+    """A per-signal time-range query, as rollups and users ask it."""
+    tag_id = min(s.tag_id for s in registry.load(conn))
+    started = time.perf_counter()
+    conn.execute(
+        "SELECT count(*), avg(value) FROM bench.influx_hist WHERE tag_id = %s "
+        "AND ts >= %s AND ts < %s",
+        [tag_id, START + timedelta(hours=5), START + timedelta(hours=6)],
+    ).fetchone()
+    return time.perf_counter() - started
 
 
 if __name__ == "__main__":

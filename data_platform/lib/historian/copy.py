@@ -8,8 +8,12 @@ plain integers (no datetime per value).
 
 from __future__ import annotations
 
+import socket
 import struct
+import threading
+import time
 from collections.abc import Sequence
+from queue import Queue
 
 import psycopg
 from psycopg import sql
@@ -27,6 +31,10 @@ _NUMBER_ROW = struct.Struct(">hiqiiidiihi").pack
 _TEXT_HEAD = struct.Struct(">hiqiiii").pack
 _TAIL_NO_META = struct.pack(">ihi", 2, 0, -1)
 _FLUSH_BYTES = 1 << 20
+SEND_AHEAD = 8
+"""MiB buffers a window may encode ahead of what PostgreSQL has taken (0: send inline)."""
+SEND_BUFFER_BYTES = 4 << 20
+"""The COPY connection's socket send buffer asked for (the system caps it; 0: left as is)."""
 
 
 def copy_statement(table: sql.Identifier) -> sql.Composed:
@@ -36,12 +44,29 @@ def copy_statement(table: sql.Identifier) -> sql.Composed:
     ).format(table)
 
 
+def widen_send_buffer(conn: psycopg.Connection) -> None:
+    """Let the COPY's socket hold megabytes, so the server keeps inserting while this process
+    is busy reading (the sending thread needs the GIL for every write, and the reader's
+    decoding holds it for a chunk at a time)."""
+    if not SEND_BUFFER_BYTES:
+        return
+    with socket.fromfd(conn.pgconn.socket, socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) < SEND_BUFFER_BYTES:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+
+
 class ValueCopy:
-    """Value rows streamed into an open binary COPY, flushed to the server by the MiB."""
+    """Value rows streamed into an open binary COPY, flushed to the server by the MiB.
+
+    `copy_s` accumulates the time spent handing bytes to the COPY: when the server inserts
+    slower than the rows come, this is where a run waits for it.
+    """
 
     def __init__(self, copy: psycopg.Copy) -> None:
         self._copy = copy
         self._buf = bytearray(_SIGNATURE)
+        self.copy_s = 0.0
+        self._sender: _Sender | None = _Sender(copy) if SEND_AHEAD else None
 
     def write_columns(
         self,
@@ -55,32 +80,105 @@ class ValueCopy:
         One signal at a time, so the (tag_id, ts) index grows in order. `stamps` are the rows'
         binary timestamps, `metas` their jsonb payloads (or None).
         """
-        buf = self._buf
         any_meta = any(metas)
-        pack = _NUMBER_ROW
         written = 0
         for i, tag_id in enumerate(tag_ids):
-            col = i + 1
-            for j, row in enumerate(rows):
-                value = row[col]
-                if value is None:
-                    continue
-                written += 1
-                if value.__class__ is float and not any_meta:
-                    buf += pack(6, 8, stamps[j], 4, tag_id, 8, value, -1, 2, 0, -1)
-                else:
-                    _encode_value(buf, stamps[j], tag_id, value, metas[j])
-            if len(buf) > _FLUSH_BYTES:
-                self._copy.write(buf)
-                buf = bytearray()
-        self._buf = buf
+            written += self.write_column(
+                tag_id, [row[i + 1] for row in rows], stamps, metas, any_meta=any_meta
+            )
         return written
 
+    def write_column(
+        self,
+        tag_id: int,
+        values: Sequence[FieldValue],
+        stamps: Sequence[int],
+        metas: Sequence[bytes | None],
+        *,
+        any_meta: bool = True,
+    ) -> int:
+        """Append one signal's values, value by value; return how many (None is skipped)."""
+        buf = self._buf
+        pack = _NUMBER_ROW
+        written = 0
+        for j, value in enumerate(values):
+            if value is None:
+                continue
+            written += 1
+            if value.__class__ is float and not any_meta:
+                buf += pack(6, 8, stamps[j], 4, tag_id, 8, value, -1, 2, 0, -1)
+            else:
+                _encode_value(buf, stamps[j], tag_id, value, metas[j])
+        if len(buf) > _FLUSH_BYTES:
+            self._send()
+        return written
+
+    def write_encoded(self, rows: bytes) -> None:
+        """Append rows already encoded (see `vectors.py`)."""
+        self._buf += rows
+        if len(self._buf) > _FLUSH_BYTES:
+            self._send()
+
     def finish(self) -> None:
-        """Send what is buffered and the COPY trailer."""
+        """Send what is buffered and the COPY trailer; wait until the server has it all."""
         self._buf += _TRAILER
-        self._copy.write(self._buf)
+        self._send()
+        if self._sender is not None:
+            started = time.perf_counter()
+            self._sender.close()
+            self.copy_s += time.perf_counter() - started
+
+    def close(self) -> None:
+        """Stop the sending thread if a failure left it running (no-op after `finish`)."""
+        if self._sender is not None:
+            self._sender.close(raise_error=False)
+
+    def _send(self) -> None:
+        started = time.perf_counter()
+        if self._sender is not None:
+            self._sender.put(bytes(self._buf))
+        else:
+            self._copy.write(self._buf)
+        self.copy_s += time.perf_counter() - started
         self._buf = bytearray()
+
+
+class _Sender:
+    """Hands encoded buffers to the COPY from a thread, at most `SEND_AHEAD` behind.
+
+    libpq releases the GIL while it waits for the server to take data, so the next batch is
+    read, checked and encoded meanwhile; the bound keeps memory flat when the server is slower.
+    """
+
+    def __init__(self, copy: psycopg.Copy) -> None:
+        self._copy = copy
+        self._queue: Queue[bytes | None] = Queue(maxsize=SEND_AHEAD)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="historian-copy", daemon=True)
+        self._thread.start()
+
+    def put(self, data: bytes) -> None:
+        self._raise()
+        self._queue.put(data)
+
+    def close(self, *, raise_error: bool = True) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if raise_error:
+            self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._copy.write(data)
+                except BaseException as exc:
+                    self._error = exc
 
 
 def _encode_value(

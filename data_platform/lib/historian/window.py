@@ -6,15 +6,24 @@ was. Concurrent writers of overlapping windows take turns on advisory locks (`Wi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
 import psycopg
 from psycopg import sql
 
-from data_platform.lib.historian.copy import NS_META, PG_EPOCH_US, ValueCopy, copy_statement
+from data_platform.lib.historian import vectors
+from data_platform.lib.historian.copy import (
+    NS_META,
+    PG_EPOCH_US,
+    ValueCopy,
+    copy_statement,
+    widen_send_buffer,
+)
 from data_platform.lib.historian.errors import HistorianWriteError
 from data_platform.lib.historian.locks import advisory_key, session_locks
 from data_platform.lib.historian.registry import SignalRegistry
@@ -71,6 +80,12 @@ class SeriesTiming:
         return (self.last_us - self.first_us - self.longest_us) / (self.rows - 2)
 
 
+WRITE_STEPS = ("lock", "delete", "read", "registry", "check", "encode", "copy")
+"""The steps of a window's replacement: waiting for its turn, deleting the old rows, waiting
+for the reader's next batch (reading and decoding), registering new signals, checking rows,
+encoding them, and waiting on the COPY (the server inserting, and finishing the COPY)."""
+
+
 @dataclass(slots=True)
 class WindowWrite:
     """What one window's replacement did."""
@@ -82,6 +97,8 @@ class WindowWrite:
     collisions: int = 0
     preview: list[tuple[Any, ...]] = field(default_factory=list)
     timings: dict[tuple[str, Tags], SeriesTiming] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(WRITE_STEPS, 0.0))
+    """Where the window's time went, by step of `WRITE_STEPS`."""
 
     @property
     def series(self) -> int:
@@ -113,12 +130,23 @@ def replace_window(
     """
     tables = registry.tables
     stream = _WindowStream(registry, window, register_conn, on_collision)
+    seconds = stream.result.seconds
+    started = time.perf_counter()
     with session_locks(register_conn, lock.keys(tables, window) if lock is not None else []):
         known_ids = list(delete_tag_ids())
         with conn.transaction(), conn.cursor() as cur:
+            seconds["lock"] += time.perf_counter() - started
             stream.result.deleted = _delete_rows(cur, tables, window, known_ids)
+            seconds["delete"] += time.perf_counter() - started - seconds["lock"]
+            widen_send_buffer(conn)
             with cur.copy(copy_statement(tables.hist)) as copy:
-                stream.copy_batches(ValueCopy(copy), batches)
+                out = ValueCopy(copy)
+                try:
+                    stream.copy_batches(out, batches)
+                finally:
+                    out.close()
+                finishing = time.perf_counter()
+            seconds["copy"] += out.copy_s + time.perf_counter() - finishing
     return stream.result
 
 
@@ -136,6 +164,18 @@ def _with_values(batch: SeriesBatch) -> SeriesBatch:
     columns = tuple(batch.columns[i - 1] for i in keep[1:])
     rows = [[row[i] for i in keep] for row in batch.rows]
     return SeriesBatch(batch.measurement, batch.tags, columns, rows)
+
+
+def _timed(batches: Iterable[SeriesBatch], seconds: dict[str, float]) -> Iterator[SeriesBatch]:
+    """The batches, with the time spent waiting for each added to `seconds["read"]`."""
+    stream = iter(batches)
+    while True:
+        started = time.perf_counter()
+        batch = next(stream, None)
+        seconds["read"] += time.perf_counter() - started
+        if batch is None:
+            return
+        yield batch
 
 
 def _delete_rows(
@@ -175,17 +215,65 @@ class _WindowStream:
     def copy_batches(self, out: ValueCopy, batches: Iterable[SeriesBatch]) -> None:
         """Stream the batches into the COPY and close it."""
         source = self.registry.source
-        for batch in map(_with_values, batches):
+        seconds = self.result.seconds
+        for batch in map(_with_values, _timed(batches, seconds)):
             if not batch.rows:
                 continue
+            started = time.perf_counter()
             registered = self.registry.ensure(
                 self.register_conn,
                 [Signal(source, batch.measurement, batch.tags, c) for c in batch.columns],
             )
-            stamps, metas = self._check_rows(batch, registered)
-            written = out.write_columns([r.tag_id for r in registered], batch.rows, stamps, metas)
+            checked = time.perf_counter()
+            seconds["registry"] += checked - started
+            tag_ids = [r.tag_id for r in registered]
+            copied = out.copy_s
+            times = self._check_vectors(batch, registered)
+            per_value = self._check_rows(batch, registered) if times is None else None
+            encoding = time.perf_counter()
+            seconds["check"] += encoding - checked
+            if times is not None:
+                written = vectors.write_batch(out, tag_ids, batch.rows, *times)
+            else:
+                assert per_value is not None
+                written = out.write_columns(tag_ids, batch.rows, *per_value)
+            seconds["encode"] += time.perf_counter() - encoding - (out.copy_s - copied)
             self._report(batch, registered, written)
         out.finish()
+
+    def _check_vectors(
+        self, batch: SeriesBatch, registered: Sequence[RegisteredSignal]
+    ) -> tuple[vectors.Int64s, vectors.Int64s] | None:
+        """`_check_rows` at once for a long batch inside the window, in time order without
+        clashes; None leaves the batch to `_check_rows` (which also names what is wrong)."""
+        rows = batch.rows
+        if len(rows) < vectors.MIN_ROWS:
+            return None
+        ns = vectors.nanoseconds([row[0] for row in rows])
+        if ns is None or ns.min() < self.window.start_ns or ns.max() >= self.window.end_ns:
+            return None
+        us = ns // 1000
+        series = (batch.measurement, batch.tags)
+        prev_us, _prev_row = self._previous_row(series, batch.columns)
+        steps = np.diff(us) if prev_us is None else np.diff(us, prepend=prev_us)
+        if len(steps) and steps.min() <= 0:
+            return None
+        timing = self.result.timings.get(series)
+        if timing is None:
+            timing = self.result.timings[series] = SeriesTiming(registered[0].signal.series_key)
+        if prev_us is None:
+            timing.first_us = int(us[0])
+        if len(steps) and (longest := int(steps.max())) > timing.longest_us:
+            at = int(steps.argmax())
+            timing.longest_us = longest
+            if prev_us is None:
+                timing.longest_from_us = int(us[at])
+            else:
+                timing.longest_from_us = prev_us if at == 0 else int(us[at - 1])
+        timing.rows += len(rows)
+        timing.last_us = int(us[-1])
+        self._previous[series] = (timing.last_us, rows[-1], batch.columns)
+        return us, ns - us * 1000
 
     def _check_rows(
         self, batch: SeriesBatch, registered: Sequence[RegisteredSignal]

@@ -23,7 +23,12 @@ from data_platform.lib.historian.errors import HistorianWriteError
 from data_platform.lib.historian.registry import SignalRegistry
 from data_platform.lib.historian.signals import Signal
 from data_platform.lib.historian.tables import ensure_tables
-from data_platform.lib.historian.window import WindowLock, WindowWrite, replace_window
+from data_platform.lib.historian.window import (
+    WRITE_STEPS,
+    WindowLock,
+    WindowWrite,
+    replace_window,
+)
 from data_platform.lib.influx import checks
 from data_platform.lib.influx.plan import IngestPlan, MeasurementSelection
 from data_platform.lib.influx.reader.discovery import lookback_window, signals_with_values
@@ -235,9 +240,13 @@ def ingest(
             newest = [r.newest_ns for r in runs if r.newest_ns is not None]
             lag_s = (time.time_ns() - max(newest)) / 1e9 if newest else None
             written = AssetRun(selection, runs, found.types, run_window, lag_s)
+            checking = time.perf_counter()
             with warehouse.connection() as conn:
                 check_results = checks.run_checks(conn, plan, reader, registry, key, written)
             metadata = run_metadata(plan, written, engine, reader)
+            metadata["seconds"] = dg.MetadataValue.json(
+                step_seconds(runs, time.perf_counter() - checking)
+            )
             results.append(
                 dg.MaterializeResult(asset_key=key, metadata=metadata, check_results=check_results)
             )
@@ -377,6 +386,15 @@ def reader_metadata(reader: InfluxReader) -> dict[str, Any]:
         "influx_format": dg.MetadataValue.text(reader.wire_format or "none yet"),
         "influx_auth": dg.MetadataValue.text(reader.auth_scheme),
     }
+
+
+def step_seconds(runs: list[MeasurementRun], checks_s: float) -> dict[str, float]:
+    """Where the asset's time went: each step of its windows' replacements, then the checks."""
+    total: dict[str, float] = dict.fromkeys(WRITE_STEPS, 0.0)
+    for write in (w for r in runs for w in r.writes):
+        for step, seconds in write.seconds.items():
+            total[step] += seconds
+    return {k: round(v, 6) for k, v in {**total, "checks": checks_s}.items()}
 
 
 def refresh_registry(plan: IngestPlan, warehouse: WarehouseResource) -> dg.MaterializeResult:
