@@ -83,6 +83,24 @@ def load_error(attributes: dict[str, Any], type_name: str = INGEST) -> tuple[str
 
 
 INGEST_CASES = [
+    pytest.param(
+        "influx.version",
+        "4",
+        ["influx.version is '4'", "write auto (ask the server), 1, 2 or 3"],
+        id="unknown-generation",
+    ),
+    pytest.param(
+        "influx.discovery_lookback",
+        "a while",
+        ["influx.discovery_lookback", "is not a duration", "Fix: write a number and a unit"],
+        id="lookback-not-a-duration",
+    ),
+    pytest.param(
+        "influx.discovery_lookback",
+        "2 months",
+        ["influx.discovery_lookback", "calendar months", "in days or weeks"],
+        id="lookback-in-months",
+    ),
     pytest.param("partition", {}, ["partition", "not permitted"], id="unknown-key"),
     pytest.param(
         "influx.pasword_env", "INFLUX_PASSWORD", ["pasword_env", "not permitted"], id="nested-typo"

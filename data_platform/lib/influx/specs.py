@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import dagster as dg
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -27,6 +27,10 @@ def within(value: Number, low: float | None, high: float | None, setting: str) -
             bounds = f"at least {low:,}" if low is not None else f"at most {high:,}"
         raise ValueError(f"{setting} is {value:,}; set it {bounds}")
     return value
+
+
+def _version_text(value: object) -> object:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class InfluxServerSpec(dg.Resolvable, dg.Model):
@@ -70,7 +74,11 @@ class InfluxServerSpec(dg.Resolvable, dg.Model):
         default="auto",
         description="Response format; `auto` asks for msgpack and falls back to CSV, then JSON.",
     )
-    version: Literal["auto", "1", "2", "3"] = Field(
+    version: Annotated[
+        Literal["auto", "1", "2", "3"],
+        # YAML reads `version: 3` as a number; the YAML schema takes both, the spec a string.
+        dg.Resolver(lambda _ctx, value: _version_text(value), model_field_type=str | int),
+    ] = Field(
         default="auto",
         description="The server's InfluxDB generation: `auto` asks `/ping` once per run; `1`, "
         "`2` or `3` forces it (what the reader sends depends on it: 3.x has no SHOW SERIES, "
@@ -105,8 +113,10 @@ class InfluxServerSpec(dg.Resolvable, dg.Model):
     @field_validator("version", mode="before")
     @classmethod
     def _version(cls, value: object) -> object:
-        # YAML reads `version: 3` as a number.
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        value = _version_text(value)
+        if value not in ("auto", "1", "2", "3"):
+            raise ValueError(f"influx.version is {value!r}; write auto (ask the server), 1, 2 or 3")
+        return value
 
     @field_validator("discovery_lookback")
     @classmethod

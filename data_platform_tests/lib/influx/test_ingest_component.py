@@ -462,3 +462,17 @@ def test_asset_attributes_apply_dagster_translation_fields(influxd, influx_db):
     assert dg.AssetKey(["warehouse", "raw", "plant", "influx_tags"]) in inverter.parent_keys
     checks = {c.name for c in inverter.check_keys}
     assert checks == {"reconciliation", "lag", "gaps", "schema_drift"}
+
+
+@pytest.mark.parametrize(("written", "version"), [(3, "3"), ("2", "2"), ("auto", "auto")])
+def test_influx_version_may_be_written_as_a_yaml_number(written: object, version: str) -> None:
+    """`version: 3` in YAML is a number; it forces the generation like `version: "3"`."""
+    attrs = {
+        "name": "plant",
+        "influx": {"url": "http://127.0.0.1:8086", "database": "plant", "version": written},
+        "measurements": [{"name": "m"}],
+        "partitions": {"start": "2024-03-01", "granularity": "hourly"},
+    }
+    with load_yaml_component(attrs) as (component, _defs):
+        server = component.ingest_plan().server
+        assert server is not None and server.reader.version == version
