@@ -105,3 +105,12 @@ def describe_definitions(defs: dg.Definitions) -> dict[str, Any]:
         for spec in assets_def.specs
     }
     return {"assets": specs, "checks": checks}
+
+
+def error_chain(error: BaseException | None) -> str:
+    """An exception's message and those of its causes and contexts, one per line."""
+    parts = []
+    while error is not None:
+        parts.append(str(error))
+        error = error.__cause__ or error.__context__
+    return "\n".join(parts)

@@ -15,6 +15,7 @@ import yaml
 from dagster.components.testing import create_defs_folder_sandbox
 
 from data_platform.lib import InfluxIngestComponent, TimescaleAggregateComponent
+from data_platform_tests.helpers import error_chain
 
 INGEST = "data_platform.lib.InfluxIngestComponent"
 ROLLUP = "data_platform.lib.TimescaleAggregateComponent"
@@ -52,14 +53,6 @@ def write(root: Path, folders: dict[str, dict[str, Any]]) -> dict[str, Path]:
         paths[folder] = root / folder / "defs.yaml"
         paths[folder].write_text(yaml.safe_dump(body))
     return paths
-
-
-def error_chain(error: BaseException | None) -> str:
-    parts = []
-    while error is not None:
-        parts.append(str(error))
-        error = error.__cause__ or error.__context__
-    return "\n".join(parts)
 
 
 def partitions_of(defs: dg.Definitions) -> dict[str, dg.PartitionsDefinition | None]:

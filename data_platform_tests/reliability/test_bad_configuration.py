@@ -18,7 +18,7 @@ import yaml
 from dagster.components.testing import create_defs_folder_sandbox
 
 from data_platform.lib.warehouse import WarehouseResource
-from data_platform_tests.helpers import load_yaml_component, run_assets
+from data_platform_tests.helpers import error_chain, load_yaml_component, run_assets
 from data_platform_tests.project_copy import copy_project
 from data_platform_tests.project_copy import dg as run_dg
 from data_platform_tests.reliability.support import PARTITION, SECRET, failure_text
@@ -55,14 +55,6 @@ def changed(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     else:
         node[last] = value
     return attrs
-
-
-def error_chain(error: BaseException | None) -> str:
-    parts = []
-    while error is not None:
-        parts.append(str(error))
-        error = error.__cause__ or error.__context__
-    return "\n".join(parts)
 
 
 def load_error(attributes: dict[str, Any], type_name: str = INGEST) -> tuple[str, Path]:
