@@ -101,7 +101,10 @@ def launch(project: Path, env: dict[str, str], *args: str, profile: Path | None 
         command = ["record", "--subprocesses", "--format", "raw", "--rate", "50"]
         command += ["-o", str(profile), "--", real, "launch", "--assets", ASSETS]
         command += list(args)
-        project_copy.DG = str(Path(sys.executable).with_name("py-spy"))
+        spy = Path(sys.executable).with_name("py-spy")
+        if not spy.exists():
+            raise SystemExit("--profile needs py-spy in the environment: uv pip install py-spy")
+        project_copy.DG = str(spy)
     started = time.perf_counter()
     try:
         result = project_copy.dg(project, *command, env=env, timeout=6 * 3600)
@@ -217,7 +220,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 weeks instead of a year")
     parser.add_argument("--days", type=int, default=None)
     parser.add_argument("--single-runs", type=int, default=3)
-    parser.add_argument("--profile", type=Path, default=None, help="py-spy raw stacks here")
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="py-spy's raw stacks of the launch, to FILE"
+    )
     parser.add_argument(
         "--planned-subset",
         action="store_true",
