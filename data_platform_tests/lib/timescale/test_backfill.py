@@ -120,3 +120,50 @@ def test_ingest_and_rollups_over_a_range_in_one_run(
         assert len(raw) == DAYS * 86_400 // STEP_S * 2 * 2
         for name, width in WIDTHS.items():
             assert_rollup_equals(read_rollup(conn, schema, name), expected_rollup(raw, width))
+
+
+def test_range_on_batched_postgres_storage_records_every_partition(
+    influxd, influx_db: str, postgres, warehouse_url: str, monkeypatch, tmp_path
+) -> None:
+    """The instance settings README gives a migration (PostgreSQL storage, as in deploy/,
+    with DAGSTER_EVENT_BATCH_SIZE and DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS): one
+    planned event per asset for the range instead of one per partition, and still every
+    partition of the range recorded materialized, for ingest and rollups alike."""
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
+    monkeypatch.setenv("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
+    storage = postgres.create_database("dagster_batched")
+    (tmp_path / "dagster.yaml").write_text(
+        "storage:\n  postgres:\n    postgres_url: "
+        f"{storage.replace('postgresql://', 'postgresql+psycopg2://')!r}\n"
+    )
+    influxd.write_lines(influx_db, lines())
+    with (
+        dg.DagsterInstance.from_config(str(tmp_path)) as instance,
+        create_defs_folder_sandbox() as sandbox,
+    ):
+        write(sandbox.defs_folder_path, project(influxd.url, influx_db, "mig_batched"))
+        with sandbox.build_all_defs() as defs:
+            assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
+            keys = [k for a in assets for k in a.keys if k.path[-1] != "influx_tags"]
+            result = dg.materialize(
+                assets,
+                selection=keys,
+                instance=instance,
+                tags={
+                    "dagster/asset_partition_range_start": "2024-03-01",
+                    "dagster/asset_partition_range_end": "2024-03-03",
+                },
+                resources={"warehouse": WarehouseResource(url=warehouse_url)},
+            )
+        assert result.success
+        assert not [e for e in result.get_asset_check_evaluations() if not e.passed]
+        planned = instance.get_records_for_run(
+            result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+        ).records
+        planned_keys = [r.event_log_entry.get_dagster_event().asset_key for r in planned]
+        # One per asset, not one per partition.
+        assert sorted(str(k) for k in planned_keys) == sorted(str(k) for k in keys)
+        days = {"2024-03-01", "2024-03-02", "2024-03-03"}
+        assert {k.to_user_string(): instance.get_materialized_partitions(k) for k in keys} == {
+            k.to_user_string(): days for k in keys
+        }
