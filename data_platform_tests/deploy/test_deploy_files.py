@@ -117,6 +117,7 @@ def test_compose_wires_dagster_like_the_deploy_files(compose):
         assert env["DAGSTER_PG_HOST"] == "dagster-postgres"
         assert env["DAGSTER_CODE_SERVER_HOST"] == "code"
         assert env["DAGSTER_CODE_SERVER_PORT"] == "4000"
+        assert env["DAGSTER_EVENT_BATCH_SIZE"] == "1000", "a range's events are written in batches"
     assert {"WAREHOUSE_URL", "INFLUX_URL", "INFLUX_DATABASE", "INFLUX_TOKEN"} <= set(
         code["environment"]
     )
@@ -165,6 +166,7 @@ def test_helm_values_use_the_chart_keys_and_the_same_limits(helm, instance_confi
     assert args[args.index("--module-name") + 1] == "data_platform.definitions"
     assert code["image"]["repository"] and code["image"]["tag"] not in ("", "latest")
     assert {"name": "data-platform-env"} in code["envSecrets"]
+    assert code["env"]["DAGSTER_EVENT_BATCH_SIZE"] == "1000"
 
     launcher = helm["runLauncher"]
     assert launcher["type"] == "K8sRunLauncher"
