@@ -11,6 +11,7 @@ from psycopg import sql
 from data_platform.lib.historian.errors import HistorianWriteError
 from data_platform.lib.historian.signals import RegisteredSignal, Signal
 from data_platform.lib.historian.tables import HistorianTables
+from data_platform.lib.timing.window import Window
 
 FieldTypes = Mapping[tuple[str, str], str]
 """The InfluxDB type(s) of each (measurement, field), comma-separated when there are several."""
@@ -38,17 +39,89 @@ class SignalRegistry:
     ) -> list[RegisteredSignal]:
         """Read the source's registered signals (of one measurement, or all).
 
-        Rows come back as (tag_id, tag_name, key): a signal already cached for the run is
-        reused, others are decoded from the key's JSON, cheaper to fetch than the jsonb tags.
+        Its cost grows with the registry: a run uses `lookup` and `holding` instead, which read
+        only the rows of the signals it meets. The registry asset reads them all.
         """
         query = sql.SQL("SELECT tag_id, tag_name, key FROM {} WHERE source = %s {}").format(
             self.tables.tags,
             sql.SQL("AND measurement = %s") if measurement is not None else sql.SQL(""),
         )
         params = [self.source] if measurement is None else [self.source, measurement]
+        return self._cached(conn.execute(query, params).fetchall())
+
+    def lookup(self, conn: psycopg.Connection, signals: Iterable[Signal]) -> list[RegisteredSignal]:
+        """The registry rows of those of `signals` that are registered, read by their key.
+
+        Signals already cached for the run cost no query; the others are read in one query on
+        the registry's unique key, and those found are cached for the run.
+        """
+        wanted = list(dict.fromkeys(signals))
+        uncached = {s.key: s for s in wanted if s not in self._by_signal}
+        if uncached:
+            rows = conn.execute(
+                sql.SQL(
+                    "SELECT tag_id, tag_name, key FROM {} WHERE source = %s AND key = ANY(%s)"
+                ).format(self.tables.tags),
+                [self.source, list(uncached)],
+            ).fetchall()
+            for tag_id, tag_name, key in rows:
+                signal = uncached[key]
+                registered = RegisteredSignal(tag_id, tag_name, signal)
+                self._by_signal[signal] = self._by_key[key] = registered
+        return [self._by_signal[s] for s in wanted if s in self._by_signal]
+
+    def holding(
+        self, conn: psycopg.Connection, measurement: str, window: Window
+    ) -> list[RegisteredSignal]:
+        """The source's registered signals of `measurement` with rows in `window`.
+
+        The tag_ids come from the value table's rows of the window (its time index: the
+        BRIN index, or the hypertable's chunks), then only their registry rows are read: the
+        cost follows the window's rows, not the registry's size. A signal that no longer sends
+        data is found as long as it has rows in the window.
+        """
+        rows = conn.execute(
+            sql.SQL(
+                """
+                SELECT t.tag_id, t.tag_name, t.key FROM {tags} t
+                WHERE t.tag_id = ANY(ARRAY(
+                    SELECT DISTINCT h.tag_id FROM {hist} h WHERE h.ts >= %s AND h.ts < %s
+                ))
+                  AND t.source = %s AND t.measurement = %s
+                """
+            ).format(tags=self.tables.tags, hist=self.tables.hist),
+            [window.start, window.end, self.source, measurement],
+        ).fetchall()
+        return self._cached(rows)
+
+    def ensure(
+        self,
+        conn: psycopg.Connection,
+        signals: Iterable[Signal],
+        types: FieldTypes | None = None,
+    ) -> list[RegisteredSignal]:
+        """Register the signals not yet known (in their own short transaction) and return all.
+
+        Signals not cached for the run are first looked up by key (`lookup`): only those
+        missing from the registry are inserted.
+        """
+        wanted = list(dict.fromkeys(signals))
+        if any(s not in self._by_signal for s in wanted):
+            self.lookup(conn, wanted)
+            missing = [s for s in wanted if s not in self._by_signal]
+            if missing:
+                self._insert(conn, self._named(missing), types or {})
+        return [self._by_signal[s] for s in wanted]
+
+    def _cached(self, rows: Sequence[tuple[int, str, str]]) -> list[RegisteredSignal]:
+        """Registry rows (tag_id, tag_name, key) as registered signals, cached for the run.
+
+        A signal already cached is reused unless its row changed (e.g. renamed); others are
+        decoded from the key's JSON, cheaper to fetch than the jsonb tags.
+        """
         out = []
         by_key = self._by_key
-        for tag_id, tag_name, key in conn.execute(query, params).fetchall():
+        for tag_id, tag_name, key in rows:
             registered = by_key.get(key)
             if registered is None or registered.tag_id != tag_id or registered.tag_name != tag_name:
                 _source, meas, tags, fld = json.loads(key)
@@ -59,19 +132,6 @@ class SignalRegistry:
                 self._by_signal[signal] = registered
             out.append(registered)
         return out
-
-    def ensure(
-        self,
-        conn: psycopg.Connection,
-        signals: Iterable[Signal],
-        types: FieldTypes | None = None,
-    ) -> list[RegisteredSignal]:
-        """Register the signals not yet known (in their own short transaction) and return all."""
-        wanted = list(dict.fromkeys(signals))
-        missing = [s for s in wanted if s not in self._by_signal]
-        if missing:
-            self._insert(conn, self._named(missing), types or {})
-        return [self._by_signal[s] for s in wanted]
 
     def update_types(
         self, conn: psycopg.Connection, field_types: FieldTypes
