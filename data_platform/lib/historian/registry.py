@@ -136,7 +136,12 @@ class SignalRegistry:
     def update_types(
         self, conn: psycopg.Connection, field_types: FieldTypes
     ) -> list[dict[str, str]]:
-        """Record each field's current type(s); return the changes against what was recorded."""
+        """Record each field's current type(s); return the changes against what was recorded.
+
+        The rows to update are found on the (source, measurement, field, tag_type) index, one
+        range scan below and one above each field's type (and its untyped rows): with no
+        change nothing of the registry is read, however many signals a field has.
+        """
         if not field_types:
             return []
         rows = conn.execute(
@@ -144,12 +149,25 @@ class SignalRegistry:
                 """
                 WITH cur(measurement, field, tag_type) AS (
                     SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])
+                ), stale AS (
+                    SELECT s.tag_id, cur.tag_type FROM cur CROSS JOIN LATERAL (
+                        SELECT tag_id FROM {tags} WHERE source = %s
+                          AND measurement = cur.measurement AND field = cur.field
+                          AND tag_type IS NULL
+                        UNION ALL
+                        SELECT tag_id FROM {tags} WHERE source = %s
+                          AND measurement = cur.measurement AND field = cur.field
+                          AND tag_type < cur.tag_type
+                        UNION ALL
+                        SELECT tag_id FROM {tags} WHERE source = %s
+                          AND measurement = cur.measurement AND field = cur.field
+                          AND tag_type > cur.tag_type
+                    ) s
                 )
-                UPDATE {tags} t SET tag_type = cur.tag_type, updated_at = now(),
+                UPDATE {tags} t SET tag_type = stale.tag_type, updated_at = now(),
                        meta = t.meta || jsonb_build_object('previous_type', t.tag_type)
-                FROM cur
-                WHERE t.source = %s AND t.measurement = cur.measurement AND t.field = cur.field
-                  AND t.tag_type IS DISTINCT FROM cur.tag_type
+                FROM stale
+                WHERE t.tag_id = stale.tag_id
                 RETURNING t.measurement, t.field, t.meta->>'previous_type', t.tag_type
                 """
             ).format(tags=self.tables.tags),
@@ -157,6 +175,8 @@ class SignalRegistry:
                 [m for m, _ in field_types],
                 [f for _, f in field_types],
                 list(field_types.values()),
+                self.source,
+                self.source,
                 self.source,
             ],
         ).fetchall()

@@ -85,7 +85,7 @@ def timescaledb_version(conn: psycopg.Connection) -> str | None:
 
 
 def _create_registry(conn: psycopg.Connection, tables: HistorianTables) -> None:
-    """The signal registry and its per-measurement index."""
+    """The signal registry, its per-measurement index and its per-field type index."""
     conn.execute(
         sql.SQL(
             """
@@ -111,6 +111,13 @@ def _create_registry(conn: psycopg.Connection, tables: HistorianTables) -> None:
         sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (source, measurement)").format(
             sql.Identifier(f"{tables.registry}_measurement_idx"), tables.tags
         )
+    )
+    # Finds the signals whose recorded type differs from their field's (`update_types`)
+    # without reading the field's other signals.
+    conn.execute(
+        sql.SQL(
+            "CREATE INDEX IF NOT EXISTS {} ON {} (source, measurement, field, tag_type)"
+        ).format(sql.Identifier(f"{tables.registry}_field_type_idx"), tables.tags)
     )
 
 
