@@ -76,18 +76,21 @@ class SignalRegistry:
         """The source's registered signals of `measurement` with rows in `window`.
 
         The tag_ids come from the value table's rows of the window (its time index: the
-        BRIN index, or the hypertable's chunks), then only their registry rows are read: the
-        cost follows the window's rows, not the registry's size. A signal that no longer sends
+        BRIN index, or the hypertable's chunks), then only their registry rows are read, by
+        primary key (the CTE keeps the planner from reaching them through the source's rows):
+        the cost follows the window's rows, not the registry's size. A signal that no longer sends
         data is found as long as it has rows in the window.
         """
         rows = conn.execute(
             sql.SQL(
                 """
-                SELECT t.tag_id, t.tag_name, t.key FROM {tags} t
-                WHERE t.tag_id = ANY(ARRAY(
-                    SELECT DISTINCT h.tag_id FROM {hist} h WHERE h.ts >= %s AND h.ts < %s
-                ))
-                  AND t.source = %s AND t.measurement = %s
+                WITH held AS MATERIALIZED (
+                    SELECT tag_id, tag_name, key, source, measurement FROM {tags}
+                    WHERE tag_id = ANY(ARRAY(
+                        SELECT DISTINCT tag_id FROM {hist} WHERE ts >= %s AND ts < %s
+                    ))
+                )
+                SELECT tag_id, tag_name, key FROM held WHERE source = %s AND measurement = %s
                 """
             ).format(tags=self.tables.tags, hist=self.tables.hist),
             [window.start, window.end, self.source, measurement],

@@ -67,7 +67,8 @@ def warehouse_stats(
     """Per field of a measurement: rows, first and last timestamp in the window.
 
     The window's rows are counted per tag_id first, then only those tag_ids' registry rows are
-    read (by primary key), never the source's whole registry.
+    read, by primary key (the CTEs keep the planner from reaching them through the source's
+    rows, as it may when the registry has no statistics yet), never the whole registry.
     """
     rows = conn.execute(
         sql.SQL(
@@ -75,11 +76,13 @@ def warehouse_stats(
             WITH per_tag AS MATERIALIZED (
                 SELECT tag_id, count(*) AS n, min(ts) AS lo, max(ts) AS hi FROM {hist}
                 WHERE ts >= %s AND ts < %s GROUP BY tag_id
+            ), registered AS MATERIALIZED (
+                SELECT tag_id, field, source, measurement FROM {tags}
+                WHERE tag_id = ANY(ARRAY(SELECT tag_id FROM per_tag))
             )
             SELECT t.field, sum(p.n)::bigint, min(p.lo), max(p.hi)
-            FROM per_tag p JOIN {tags} t ON t.tag_id = p.tag_id
-            WHERE t.tag_id = ANY(ARRAY(SELECT tag_id FROM per_tag))
-              AND t.source = %s AND t.measurement = %s
+            FROM per_tag p JOIN registered t ON t.tag_id = p.tag_id
+            WHERE t.source = %s AND t.measurement = %s
             GROUP BY t.field
             """
         ).format(hist=tables.hist, tags=tables.tags),

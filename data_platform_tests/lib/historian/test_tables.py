@@ -32,7 +32,6 @@ def test_full_layout_is_created_once_with_registry_and_time_index(
         "tags": "r",
         "tags_field_type_idx": "i",
         "tags_key_key": "i",
-        "tags_measurement_idx": "i",
         "tags_pkey": "i",
         "tags_tag_name_key": "i",
     }
