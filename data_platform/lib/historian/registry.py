@@ -59,10 +59,11 @@ class SignalRegistry:
         uncached = {s.key: s for s in wanted if s not in self._by_signal}
         if uncached:
             rows = conn.execute(
-                sql.SQL(
-                    "SELECT tag_id, tag_name, key FROM {} WHERE source = %s AND key = ANY(%s)"
-                ).format(self.tables.tags),
-                [self.source, list(uncached)],
+                # The key names the source: `key` alone keeps the planner on its unique index.
+                sql.SQL("SELECT tag_id, tag_name, key FROM {} WHERE key = ANY(%s)").format(
+                    self.tables.tags
+                ),
+                [list(uncached)],
             ).fetchall()
             for tag_id, tag_name, key in rows:
                 signal = uncached[key]
