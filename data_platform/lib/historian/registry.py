@@ -11,6 +11,7 @@ from psycopg import sql
 from data_platform.lib.historian.errors import HistorianWriteError
 from data_platform.lib.historian.signals import RegisteredSignal, Signal
 from data_platform.lib.historian.tables import HistorianTables
+from data_platform.lib.timing.window import Window
 
 FieldTypes = Mapping[tuple[str, str], str]
 """The InfluxDB type(s) of each (measurement, field), comma-separated when there are several."""
@@ -38,17 +39,93 @@ class SignalRegistry:
     ) -> list[RegisteredSignal]:
         """Read the source's registered signals (of one measurement, or all).
 
-        Rows come back as (tag_id, tag_name, key): a signal already cached for the run is
-        reused, others are decoded from the key's JSON, cheaper to fetch than the jsonb tags.
+        Its cost grows with the registry: a run uses `lookup` and `holding` instead, which read
+        only the rows of the signals it meets. The registry asset reads them all.
         """
         query = sql.SQL("SELECT tag_id, tag_name, key FROM {} WHERE source = %s {}").format(
             self.tables.tags,
             sql.SQL("AND measurement = %s") if measurement is not None else sql.SQL(""),
         )
         params = [self.source] if measurement is None else [self.source, measurement]
+        return self._cached(conn.execute(query, params).fetchall())
+
+    def lookup(self, conn: psycopg.Connection, signals: Iterable[Signal]) -> list[RegisteredSignal]:
+        """The registry rows of those of `signals` that are registered, read by their key.
+
+        Signals already cached for the run cost no query; the others are read in one query on
+        the registry's unique key, and those found are cached for the run.
+        """
+        wanted = list(dict.fromkeys(signals))
+        uncached = {s.key: s for s in wanted if s not in self._by_signal}
+        if uncached:
+            rows = conn.execute(
+                # The key names the source: `key` alone keeps the planner on its unique index.
+                sql.SQL("SELECT tag_id, tag_name, key FROM {} WHERE key = ANY(%s)").format(
+                    self.tables.tags
+                ),
+                [list(uncached)],
+            ).fetchall()
+            for tag_id, tag_name, key in rows:
+                signal = uncached[key]
+                registered = RegisteredSignal(tag_id, tag_name, signal)
+                self._by_signal[signal] = self._by_key[key] = registered
+        return [self._by_signal[s] for s in wanted if s in self._by_signal]
+
+    def holding(
+        self, conn: psycopg.Connection, measurement: str, window: Window
+    ) -> list[RegisteredSignal]:
+        """The source's registered signals of `measurement` with rows in `window`.
+
+        The tag_ids come from the value table's rows of the window (its time index: the
+        BRIN index, or the hypertable's chunks), then only their registry rows are read, by
+        primary key (the CTE keeps the planner from reaching them through the source's rows):
+        the cost follows the window's rows, not the registry's size. A signal that no longer sends
+        data is found as long as it has rows in the window.
+        """
+        rows = conn.execute(
+            sql.SQL(
+                """
+                WITH held AS MATERIALIZED (
+                    SELECT tag_id, tag_name, key, source, measurement FROM {tags}
+                    WHERE tag_id = ANY(ARRAY(
+                        SELECT DISTINCT tag_id FROM {hist} WHERE ts >= %s AND ts < %s
+                    ))
+                )
+                SELECT tag_id, tag_name, key FROM held WHERE source = %s AND measurement = %s
+                """
+            ).format(tags=self.tables.tags, hist=self.tables.hist),
+            [window.start, window.end, self.source, measurement],
+        ).fetchall()
+        return self._cached(rows)
+
+    def ensure(
+        self,
+        conn: psycopg.Connection,
+        signals: Iterable[Signal],
+        types: FieldTypes | None = None,
+    ) -> list[RegisteredSignal]:
+        """Register the signals not yet known (in their own short transaction) and return all.
+
+        Signals not cached for the run are first looked up by key (`lookup`): only those
+        missing from the registry are inserted.
+        """
+        wanted = list(dict.fromkeys(signals))
+        if any(s not in self._by_signal for s in wanted):
+            self.lookup(conn, wanted)
+            missing = [s for s in wanted if s not in self._by_signal]
+            if missing:
+                self._insert(conn, self._named(missing), types or {})
+        return [self._by_signal[s] for s in wanted]
+
+    def _cached(self, rows: Sequence[tuple[int, str, str]]) -> list[RegisteredSignal]:
+        """Registry rows (tag_id, tag_name, key) as registered signals, cached for the run.
+
+        A signal already cached is reused unless its row changed (e.g. renamed); others are
+        decoded from the key's JSON, cheaper to fetch than the jsonb tags.
+        """
         out = []
         by_key = self._by_key
-        for tag_id, tag_name, key in conn.execute(query, params).fetchall():
+        for tag_id, tag_name, key in rows:
             registered = by_key.get(key)
             if registered is None or registered.tag_id != tag_id or registered.tag_name != tag_name:
                 _source, meas, tags, fld = json.loads(key)
@@ -60,23 +137,15 @@ class SignalRegistry:
             out.append(registered)
         return out
 
-    def ensure(
-        self,
-        conn: psycopg.Connection,
-        signals: Iterable[Signal],
-        types: FieldTypes | None = None,
-    ) -> list[RegisteredSignal]:
-        """Register the signals not yet known (in their own short transaction) and return all."""
-        wanted = list(dict.fromkeys(signals))
-        missing = [s for s in wanted if s not in self._by_signal]
-        if missing:
-            self._insert(conn, self._named(missing), types or {})
-        return [self._by_signal[s] for s in wanted]
-
     def update_types(
         self, conn: psycopg.Connection, field_types: FieldTypes
     ) -> list[dict[str, str]]:
-        """Record each field's current type(s); return the changes against what was recorded."""
+        """Record each field's current type(s); return the changes against what was recorded.
+
+        The rows to update are found on the (source, measurement, field, tag_type) index, one
+        range scan below and one above each field's type (and its untyped rows): with no
+        change nothing of the registry is read, however many signals a field has.
+        """
         if not field_types:
             return []
         rows = conn.execute(
@@ -84,12 +153,25 @@ class SignalRegistry:
                 """
                 WITH cur(measurement, field, tag_type) AS (
                     SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])
+                ), stale AS (
+                    SELECT s.tag_id, cur.tag_type FROM cur CROSS JOIN LATERAL (
+                        SELECT tag_id FROM {tags} WHERE source = %s
+                          AND measurement = cur.measurement AND field = cur.field
+                          AND tag_type IS NULL
+                        UNION ALL
+                        SELECT tag_id FROM {tags} WHERE source = %s
+                          AND measurement = cur.measurement AND field = cur.field
+                          AND tag_type < cur.tag_type
+                        UNION ALL
+                        SELECT tag_id FROM {tags} WHERE source = %s
+                          AND measurement = cur.measurement AND field = cur.field
+                          AND tag_type > cur.tag_type
+                    ) s
                 )
-                UPDATE {tags} t SET tag_type = cur.tag_type, updated_at = now(),
+                UPDATE {tags} t SET tag_type = stale.tag_type, updated_at = now(),
                        meta = t.meta || jsonb_build_object('previous_type', t.tag_type)
-                FROM cur
-                WHERE t.source = %s AND t.measurement = cur.measurement AND t.field = cur.field
-                  AND t.tag_type IS DISTINCT FROM cur.tag_type
+                FROM stale
+                WHERE t.tag_id = stale.tag_id
                 RETURNING t.measurement, t.field, t.meta->>'previous_type', t.tag_type
                 """
             ).format(tags=self.tables.tags),
@@ -97,6 +179,8 @@ class SignalRegistry:
                 [m for m, _ in field_types],
                 [f for _, f in field_types],
                 list(field_types.values()),
+                self.source,
+                self.source,
                 self.source,
             ],
         ).fetchall()

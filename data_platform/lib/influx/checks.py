@@ -64,15 +64,29 @@ def run_checks(
 def warehouse_stats(
     conn: psycopg.Connection, tables: HistorianTables, source: str, measurement: str, window: Window
 ) -> dict[str, tuple[int, datetime, datetime]]:
-    """Per field of a measurement: rows, first and last timestamp in the window."""
+    """Per field of a measurement: rows, first and last timestamp in the window.
+
+    The window's rows are counted per tag_id first, then only those tag_ids' registry rows are
+    read, by primary key (the CTEs keep the planner from reaching them through the source's
+    rows, as it may when the registry has no statistics yet), never the whole registry.
+    """
     rows = conn.execute(
         sql.SQL(
-            "SELECT t.field, count(*), min(h.ts), max(h.ts) FROM {hist} h "
-            "JOIN {tags} t ON t.tag_id = h.tag_id "
-            "WHERE t.source = %s AND t.measurement = %s AND h.ts >= %s AND h.ts < %s "
-            "GROUP BY t.field"
+            """
+            WITH per_tag AS MATERIALIZED (
+                SELECT tag_id, count(*) AS n, min(ts) AS lo, max(ts) AS hi FROM {hist}
+                WHERE ts >= %s AND ts < %s GROUP BY tag_id
+            ), registered AS MATERIALIZED (
+                SELECT tag_id, field, source, measurement FROM {tags}
+                WHERE tag_id = ANY(ARRAY(SELECT tag_id FROM per_tag))
+            )
+            SELECT t.field, sum(p.n)::bigint, min(p.lo), max(p.hi)
+            FROM per_tag p JOIN registered t ON t.tag_id = p.tag_id
+            WHERE t.source = %s AND t.measurement = %s
+            GROUP BY t.field
+            """
         ).format(hist=tables.hist, tags=tables.tags),
-        [source, measurement, window.start, window.end],
+        [window.start, window.end, source, measurement],
     ).fetchall()
     return {f: (n, lo, hi) for f, n, lo, hi in rows}
 

@@ -225,9 +225,9 @@ def ingest(
         for key, selection in selected.items():
             found = discover(plan, reader, selection, run_window)
             # Registering up front keeps registry writes out of the windows' transactions;
-            # signals that appear only during a window's stream are registered then.
+            # signals that appear only during a window's stream are registered then. Only the
+            # run's signals are read from the registry (by key), never the whole registry.
             with warehouse.connection() as conn:
-                registry.load(conn)
                 registry.ensure(conn, found.signals, found.field_types)
             runs = [MeasurementRun(selection.named(n)) for n in found.types]
             for window in windows:
@@ -280,7 +280,9 @@ def write_window(
             ):
 
                 def known_ids() -> list[int]:
-                    signals = registry.load(reg_conn, measurement.name)
+                    # The registered signals this selection owns that hold rows in the window:
+                    # also those that stopped sending, never those of another selection.
+                    signals = registry.holding(reg_conn, measurement.name, window)
                     return [s.tag_id for s in signals if measurement.keeps(s.signal)]
 
                 return replace_window(

@@ -42,6 +42,22 @@ def test_types_are_recorded_and_changes_reported(pg_conn: psycopg.Connection) ->
     )
 
 
+def test_a_type_change_reaches_every_signal_of_the_field(pg_conn: psycopg.Connection) -> None:
+    ensure_tables(pg_conn, TABLES)
+    registry = SignalRegistry("src", TABLES, Signal.default_name)
+    sites = [Signal("src", "m", (("site", f"s{n}"),), "p") for n in range(50)]
+    registry.ensure(pg_conn, sites, {("m", "p"): "string"})
+    registry.ensure(pg_conn, [P])  # registered during a stream: no type yet
+    assert registry.update_types(pg_conn, {("m", "p"): "string"}) == []
+    # A type sorting before the recorded one, then after it: both are found and recorded.
+    for old, new in (("string", "float"), ("float", "integer")):
+        changes = registry.update_types(pg_conn, {("m", "p"): new})
+        assert changes == [{"measurement": "m", "field": "p", "from": old, "to": new}]
+        assert pg_conn.execute(
+            "SELECT tag_type, count(*) FROM raw.influx_tag GROUP BY tag_type"
+        ).fetchall() == [(new, 51)]
+
+
 def test_removed_signals_are_stamped_until_they_come_back(pg_conn: psycopg.Connection) -> None:
     ensure_tables(pg_conn, TABLES)
     registry = SignalRegistry("src", TABLES, Signal.default_name)

@@ -30,8 +30,8 @@ def test_full_layout_is_created_once_with_registry_and_time_index(
         "hist_tag_id_ts_key": "i",
         "hist_ts_brin": "i",
         "tags": "r",
+        "tags_field_type_idx": "i",
         "tags_key_key": "i",
-        "tags_measurement_idx": "i",
         "tags_pkey": "i",
         "tags_tag_name_key": "i",
     }
