@@ -151,8 +151,10 @@ def run_child(**kwargs: str) -> dict:
 
 
 def read_limit(args: argparse.Namespace) -> dict:
-    """(a): the window streamed and parsed by the reader, every value counted."""
+    """(a): the window streamed and parsed by the reader as a run reads it (into columns where
+    msgpack allows), every value counted."""
     from data_platform.lib.influx.reader.client import InfluxClient
+    from data_platform.lib.influx.reader.model import SeriesColumns
     from data_platform.lib.influx.reader.query import SeriesQuery
     from data_platform.lib.influx.reader.settings import InfluxSettings
     from data_platform.lib.timing.window import Window
@@ -163,9 +165,15 @@ def read_limit(args: argparse.Namespace) -> dict:
         await_start()
         started = time.perf_counter()
         values = 0
-        for batch in client.stream_window(
+        for batch in client.stream_window_columns(
             SeriesQuery("plant", Window(START, START + timedelta(days=1)))
         ):
+            if isinstance(batch, SeriesColumns):
+                for column in batch.values:
+                    if column.values is not None:
+                        valid = column.valid
+                        values += len(batch) if valid is None else int(valid.sum())
+                continue
             for row in batch.rows:
                 values += sum(1 for v in row[1:] if v is not None)
         elapsed = time.perf_counter() - started
