@@ -6,7 +6,8 @@ a throwaway influxd, then measures:
 - the component in a real Dagster run (one daily window holding all 6 M values): values/s
   inside the run, where its time went (the materialization's `seconds`), the run's wall time
   and its peak RSS; and the peak RSS of a run over a window 10x smaller (one hour);
-- (a) reading alone: `/query` streamed and parsed in the fastest format the server offers;
+- (a) reading alone: `/query` streamed and decoded as a run reads it (msgpack into columns where
+  the rows allow, `stream_window_columns`);
 - (b) writing alone: binary COPY of the same values, encoded beforehand, into the historian's
   own value table (`ensure_tables`: unique (tag_id, ts) index and BRIN on ts);
 - (c) (a) and (b) at once, in two processes started together, sharing the cores as a run does:
