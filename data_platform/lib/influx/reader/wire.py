@@ -245,41 +245,83 @@ def _row_cells(data: bytes, length: int, first: int) -> list[tuple[int, int]] | 
     first element an array of scalars, the first an integer), None for any other array."""
     if length == 0:
         return None
-    header = _array_header(data, first)
+    cells = _cells_at(data, first)
+    if cells is None or not _is_int_marker(data[first + cells[0][0]]):
+        return None
+    return cells
+
+
+def _cells_at(data: bytes, start: int) -> list[tuple[int, int]] | None:
+    """The (offset from `start`, width) of the cells of the array of scalars at `start`."""
+    header = _array_header(data, start)
     if header is None or header[0] == 0:
         return None
-    cells, pos = header
-    if not _is_int_marker(data[pos]):
-        return None
+    count, pos = header
     found = []
-    for _ in range(cells):
+    for _ in range(count):
         width = _scalar_width(data, pos)
         if width is None:
             return None
-        found.append((pos - first, width))
+        found.append((pos - start, width))
         pos += width
     return found
+
+
+MAX_LAYOUTS = 16
+"""Runs of rows of one layout an array may have and still be decoded as columns."""
 
 
 def _rows_as_columns(
     data: bytes, length: int, first: int, cells: list[tuple[int, int]]
 ) -> tuple[ValueColumns, int] | None:
-    """The rows starting at `first` as columns, and the offset after them; None unless every
-    row has the first one's byte layout.
+    """The rows starting at `first` as columns, and the offset after them; None unless they
+    come in at most `MAX_LAYOUTS` runs of one byte layout each (an integer field that grows
+    from int8 to int16 changes the layout once), of one type per column.
 
-    The proof: the first row's cells are parsed; a row of the same header whose every marker
-    says the same width as the first row's (one marker, or a class of one-byte markers) ends
-    where the first one's does, so by induction row `i` starts at `first + i * stride`.
+    The proof, per run: its first row's cells are parsed; a row of the same header whose every
+    marker says the same width as the first row's (one marker, or a class of one-byte markers)
+    ends where the first one's does, so by induction row `i` of the run starts at
+    `start + i * stride`; the run ends before the first row that differs.
     """
+    runs: list[tuple[list[ValueColumn], int]] = []
+    pos, left = first, length
+    while left:
+        if runs:
+            if len(runs) == MAX_LAYOUTS or pos >= len(data):
+                return None
+            found = _cells_at(data, pos)
+            if found is None or len(found) != len(cells):
+                return None
+            cells = found
+        run = _layout_run(data, pos, left, cells)
+        if run is None:
+            return None
+        columns, count, pos = run
+        runs.append((columns, count))
+        left -= count
+    joined = runs[0][0] if len(runs) == 1 else _joined(runs)
+    if joined is None:
+        return None
+    times = joined[0]
+    if times.valid is not None or times.values is None or times.values.dtype != np.int64:
+        return None
+    return ValueColumns(times.values, joined[1:]), pos
+
+
+def _layout_run(
+    data: bytes, start: int, left: int, cells: list[tuple[int, int]]
+) -> tuple[list[ValueColumn], int, int] | None:
+    """The leading rows (of `left`) at `start` that have the layout `cells`, as columns: the
+    columns, how many rows, and the offset after them."""
     head = cells[0][0]
     stride = cells[-1][0] + cells[-1][1]
-    end = first + length * stride
-    if end > len(data):
+    fits = min(left, (len(data) - start) // stride)
+    if fits <= 0:
         return None
     names, formats, offsets = ["head"], [f"V{head}"], [0]
     kinds: list[int] = []
     for index, (offset, width) in enumerate(cells):
-        marker = data[first + offset]
+        marker = data[start + offset]
         if width == 1:
             names.append(f"m{index}")
             formats.append("u1")
@@ -293,25 +335,54 @@ def _rows_as_columns(
         offsets += [offset, offset + 1]
         kinds.append(marker)
     layout = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": stride})
-    rows = np.frombuffer(data, dtype=layout, count=length, offset=first)
-    if head and not (rows["head"] == rows["head"][0]).all():
-        return None
-    columns: list[ValueColumn] = []
+    rows = np.frombuffer(data, dtype=layout, count=fits, offset=start)
+    same = rows["head"] == rows["head"][0]
     for index, kind in enumerate(kinds):
         markers = rows[f"m{index}"]
         if kind == -1:
-            column = _one_byte_column(markers)
-        elif not (markers == kind).all():
-            return None
+            fixint = (markers < 0x80) | (markers >= 0xE0)
+            same &= fixint | (markers == _NIL) | (markers == _FALSE) | (markers == _TRUE)
         else:
-            column = _wide_column(rows[f"v{index}"])
+            same &= markers == kind
+    count = fits if same.all() else int(np.argmin(same))
+    if count == 0:
+        return None
+    rows = rows[:count]
+    columns: list[ValueColumn] = []
+    for index, kind in enumerate(kinds):
+        column = (
+            _one_byte_column(rows[f"m{index}"]) if kind == -1 else _wide_column(rows[f"v{index}"])
+        )
         if column is None:
             return None
         columns.append(column)
-    times = columns[0]
-    if times.valid is not None or times.values is None or times.values.dtype != np.int64:
-        return None
-    return ValueColumns(times.values, columns[1:]), end
+    return columns, count, start + count * stride
+
+
+def _joined(runs: list[tuple[list[ValueColumn], int]]) -> list[ValueColumn] | None:
+    """The runs' columns end to end; None where a column holds two types (int and float, or
+    booleans and numbers): rows keep each value's own."""
+    joined = []
+    for index in range(len(runs[0][0])):
+        parts = [(columns[index], count) for columns, count in runs]
+        types = {p.values.dtype for p, _ in parts if p.values is not None}
+        if len(types) > 1:
+            return None
+        if not types:
+            joined.append(ValueColumn(None))
+            continue
+        dtype = types.pop()
+        values: Any = np.concatenate(
+            [p.values if p.values is not None else np.zeros(n, dtype) for p, n in parts]
+        )
+        if all(p.values is not None and p.valid is None for p, _ in parts):
+            joined.append(ValueColumn(values))
+            continue
+        valid = np.concatenate(
+            [p.valid if p.valid is not None else np.full(n, p.values is not None) for p, n in parts]
+        )
+        joined.append(ValueColumn(values, valid))
+    return joined
 
 
 def _one_byte_column(markers: np.ndarray) -> ValueColumn | None:

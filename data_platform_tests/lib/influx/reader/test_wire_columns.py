@@ -220,6 +220,26 @@ def test_only_rows_of_one_layout_become_columns() -> None:
         assert typed(decoded) == typed(msgpack.unpackb(data))
 
 
+def test_rows_whose_layout_changes_a_few_times_decode_as_columns_in_runs() -> None:
+    rng = random.Random(11)
+
+    def rows(value: Callable[[int], Any], count: int = 600) -> bytes:
+        cells = [
+            [time_cell(rng, i, "i64"), pack(value(i)), pack(i * 0.5 + 0.25)] for i in range(count)
+        ]
+        return array_of([array_of(c) for c in cells])
+
+    growing = rows(lambda i: None if i < 100 else (i - 300) * 150)  # nil, then int8 to int32
+    flags = rows(lambda i: None if i % 200 < 100 else i % 3 == 0)  # booleans in runs of nils
+    too_many = rows(lambda i: 2 ** (i % 40))  # a new width every few rows, 40 times over
+    two_types = rows(lambda i: 1.5 if i < 300 else 7)  # float, then int
+    for values, expect in [(growing, 1), (flags, 1), (too_many, 0), (two_types, 0)]:
+        data = map_of([("values", values)])
+        decoded = next(msgpack_column_documents(iter([data])))
+        assert columnar(decoded) == expect
+        assert typed(decoded) == typed(msgpack.unpackb(data))
+
+
 def test_a_column_of_booleans_and_nils_keeps_both() -> None:
     values = array_of(
         [
