@@ -113,8 +113,9 @@ _UNPACK_OPTIONS: dict[str, Any] = {
 
 
 def msgpack_column_documents(chunks: Iterator[bytes]) -> Iterator[Any]:
-    """`msgpack_documents`, with every array of at least `MIN_COLUMN_ROWS` rows that all have
-    one byte layout (e.g. int64 time and float64 values in each) decoded as `ValueColumns`.
+    """`msgpack_documents`, with every array of at least `MIN_COLUMN_ROWS` rows that come in a
+    few runs of one byte layout each (e.g. int64 time and float64 values in every row) decoded
+    as `ValueColumns` (see `_rows_as_columns`).
 
     Each document's bounds are found first (msgpack's `skip`, which builds no objects); the
     document is then walked: maps and arrays of the skeleton in Python, arrays of rows by numpy
