@@ -6,7 +6,8 @@ a throwaway influxd, then measures:
 - the component in a real Dagster run (one daily window holding all 6 M values): values/s
   inside the run, where its time went (the materialization's `seconds`), the run's wall time
   and its peak RSS; and the peak RSS of a run over a window 10x smaller (one hour);
-- (a) reading alone: `/query` streamed and parsed in the fastest format the server offers;
+- (a) reading alone: `/query` streamed and decoded as a run reads it (msgpack into columns where
+  the rows allow, `stream_window_columns`);
 - (b) writing alone: binary COPY of the same values, encoded beforehand, into the historian's
   own value table (`ensure_tables`: unique (tag_id, ts) index and BRIN on ts);
 - (c) (a) and (b) at once, in two processes started together, sharing the cores as a run does:
@@ -151,8 +152,10 @@ def run_child(**kwargs: str) -> dict:
 
 
 def read_limit(args: argparse.Namespace) -> dict:
-    """(a): the window streamed and parsed by the reader, every value counted."""
+    """(a): the window streamed and parsed by the reader as a run reads it (into columns where
+    msgpack allows), every value counted."""
     from data_platform.lib.influx.reader.client import InfluxClient
+    from data_platform.lib.influx.reader.model import SeriesColumns
     from data_platform.lib.influx.reader.query import SeriesQuery
     from data_platform.lib.influx.reader.settings import InfluxSettings
     from data_platform.lib.timing.window import Window
@@ -163,9 +166,15 @@ def read_limit(args: argparse.Namespace) -> dict:
         await_start()
         started = time.perf_counter()
         values = 0
-        for batch in client.stream_window(
+        for batch in client.stream_window_columns(
             SeriesQuery("plant", Window(START, START + timedelta(days=1)))
         ):
+            if isinstance(batch, SeriesColumns):
+                for column in batch.values:
+                    if column.values is not None:
+                        valid = column.valid
+                        values += len(batch) if valid is None else int(valid.sum())
+                continue
             for row in batch.rows:
                 values += sum(1 for v in row[1:] if v is not None)
         elapsed = time.perf_counter() - started

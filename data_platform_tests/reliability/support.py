@@ -163,21 +163,24 @@ def on_stream(
     action, each further batch of that stream waits `pause_s` (a slower consumer). Returns a
     list that records, per stream opened, how many batches it yielded.
     """
-    original = InfluxClient.stream_window
     yielded: list[int] = []
+    for name in ("stream_window", "stream_window_columns"):  # rows, or columns as a run reads
+        original = getattr(InfluxClient, name)
 
-    def stream_window(self: InfluxClient, *args: Any, **kwargs: Any) -> Iterator[SeriesBatch]:
-        index = len(yielded)
-        yielded.append(0)
-        for batch in original(self, *args, **kwargs):
-            yielded[index] += 1
-            if index == 0 and yielded[index] == after_batches:
-                action()
-            elif index == 0 and yielded[index] > after_batches and pause_s:
-                time.sleep(pause_s)
-            yield batch
+        def stream_window(
+            self: InfluxClient, *args: Any, _original: Any = original, **kwargs: Any
+        ) -> Iterator[SeriesBatch]:
+            index = len(yielded)
+            yielded.append(0)
+            for batch in _original(self, *args, **kwargs):
+                yielded[index] += 1
+                if index == 0 and yielded[index] == after_batches:
+                    action()
+                elif index == 0 and yielded[index] > after_batches and pause_s:
+                    time.sleep(pause_s)
+                yield batch
 
-    monkeypatch.setattr(InfluxClient, "stream_window", stream_window)
+        monkeypatch.setattr(InfluxClient, name, stream_window)
     return yielded
 
 

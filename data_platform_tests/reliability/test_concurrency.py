@@ -79,16 +79,19 @@ class Rendezvous:
 
 
 def meet_in_streams(monkeypatch: pytest.MonkeyPatch, rendezvous: Rendezvous) -> None:
-    """Each window stream waits at `rendezvous` after its first batch."""
-    original = InfluxClient.stream_window
+    """Each window stream (rows or columns) waits at `rendezvous` after its first batch."""
+    for name in ("stream_window", "stream_window_columns"):
+        original = getattr(InfluxClient, name)
 
-    def stream_window(self: InfluxClient, *args: Any, **kwargs: Any) -> Iterator[SeriesBatch]:
-        for index, batch in enumerate(original(self, *args, **kwargs)):
-            if index == 0:
-                rendezvous.arrive()
-            yield batch
+        def stream_window(
+            self: InfluxClient, *args: Any, _original: Any = original, **kwargs: Any
+        ) -> Iterator[SeriesBatch]:
+            for index, batch in enumerate(_original(self, *args, **kwargs)):
+                if index == 0:
+                    rendezvous.arrive()
+                yield batch
 
-    monkeypatch.setattr(InfluxClient, "stream_window", stream_window)
+        monkeypatch.setattr(InfluxClient, name, stream_window)
 
 
 def run_concurrently(jobs: list[Callable[[], dg.ExecuteInProcessResult]]) -> list[Any]:

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from data_platform.lib.historian.copy import NS_META, PG_EPOCH_US, ValueCopy
-from data_platform.lib.influx.reader.model import FieldValue
+from data_platform.lib.influx.reader.model import FieldValue, ValueColumn
 
 ROW = np.dtype(
     [
@@ -116,4 +116,28 @@ def write_batch(
         floats, index = numbers
         out.write_encoded(encode_numbers(tag_id, floats, us[index], rest[index]))
         written += len(floats)
+    return written
+
+
+def write_value_columns(
+    out: ValueCopy,
+    tag_ids: Sequence[int],
+    columns: Sequence[ValueColumn],
+    us: Int64s,
+    rest: Int64s,
+) -> int:
+    """`write_batch` for a batch decoded into columns (numbers only): no value becomes a
+    Python object on the way; return the values written."""
+    written = 0
+    for tag_id, column in zip(tag_ids, columns, strict=True):
+        if column.values is None:
+            continue
+        numbers = column.values.astype(np.float64)
+        if column.valid is None:
+            out.write_encoded(encode_numbers(tag_id, numbers, us, rest))
+            written += len(numbers)
+            continue
+        index = np.flatnonzero(column.valid)
+        out.write_encoded(encode_numbers(tag_id, numbers[index], us[index], rest[index]))
+        written += len(index)
     return written

@@ -29,7 +29,7 @@ from data_platform.lib.historian.locks import advisory_key, session_locks
 from data_platform.lib.historian.registry import SignalRegistry
 from data_platform.lib.historian.signals import RegisteredSignal, Signal
 from data_platform.lib.historian.tables import HistorianTables
-from data_platform.lib.influx.reader.model import FieldValue, SeriesBatch, Tags
+from data_platform.lib.influx.reader.model import FieldValue, SeriesBatch, SeriesColumns, Tags
 from data_platform.lib.timing.window import Window
 
 PREVIEW_ROWS = 5
@@ -110,7 +110,7 @@ def replace_window(
     conn: psycopg.Connection,
     registry: SignalRegistry,
     window: Window,
-    batches: Iterable[SeriesBatch],
+    batches: Iterable[SeriesBatch | SeriesColumns],
     *,
     delete_tag_ids: Callable[[], Sequence[int]],
     register_conn: psycopg.Connection,
@@ -166,7 +166,13 @@ def _with_values(batch: SeriesBatch) -> SeriesBatch:
     return SeriesBatch(batch.measurement, batch.tags, columns, rows)
 
 
-def _timed(batches: Iterable[SeriesBatch], seconds: dict[str, float]) -> Iterator[SeriesBatch]:
+def _row_count(batch: SeriesBatch | SeriesColumns) -> int:
+    return len(batch.rows) if isinstance(batch, SeriesBatch) else len(batch)
+
+
+def _timed(
+    batches: Iterable[SeriesBatch | SeriesColumns], seconds: dict[str, float]
+) -> Iterator[SeriesBatch | SeriesColumns]:
     """The batches, with the time spent waiting for each added to `seconds["read"]`."""
     stream = iter(batches)
     while True:
@@ -212,12 +218,15 @@ class _WindowStream:
         # sub-microsecond clashes across batches.
         self._previous: dict[tuple[str, Tags], tuple[int, list[FieldValue], tuple[str, ...]]] = {}
 
-    def copy_batches(self, out: ValueCopy, batches: Iterable[SeriesBatch]) -> None:
-        """Stream the batches into the COPY and close it."""
+    def copy_batches(self, out: ValueCopy, batches: Iterable[SeriesBatch | SeriesColumns]) -> None:
+        """Stream the batches into the COPY and close it. A batch decoded into columns is
+        checked and encoded as columns; if the checks find anything to say (a point outside
+        the window, out of order, a clash) it goes through the row checks like any batch."""
         source = self.registry.source
         seconds = self.result.seconds
-        for batch in map(_with_values, _timed(batches, seconds)):
-            if not batch.rows:
+        for item in _timed(batches, seconds):
+            batch = item.with_values() if isinstance(item, SeriesColumns) else _with_values(item)
+            if not _row_count(batch):
                 continue
             started = time.perf_counter()
             registered = self.registry.ensure(
@@ -228,6 +237,16 @@ class _WindowStream:
             seconds["registry"] += checked - started
             tag_ids = [r.tag_id for r in registered]
             copied = out.copy_s
+            if isinstance(batch, SeriesColumns):
+                times = self._check_times(batch, batch.times, registered)
+                if times is not None:
+                    encoding = time.perf_counter()
+                    seconds["check"] += encoding - checked
+                    written = vectors.write_value_columns(out, tag_ids, batch.values, *times)
+                    seconds["encode"] += time.perf_counter() - encoding - (out.copy_s - copied)
+                    self._report(batch, batch.rows(0, PREVIEW_ROWS), registered, written)
+                    continue
+                batch = batch.batch()
             times = self._check_vectors(batch, registered)
             per_value = self._check_rows(batch, registered) if times is None else None
             encoding = time.perf_counter()
@@ -238,7 +257,7 @@ class _WindowStream:
                 assert per_value is not None
                 written = out.write_columns(tag_ids, batch.rows, *per_value)
             seconds["encode"] += time.perf_counter() - encoding - (out.copy_s - copied)
-            self._report(batch, registered, written)
+            self._report(batch, batch.rows[:PREVIEW_ROWS], registered, written)
         out.finish()
 
     def _check_vectors(
@@ -250,7 +269,18 @@ class _WindowStream:
         if len(rows) < vectors.MIN_ROWS:
             return None
         ns = vectors.nanoseconds([row[0] for row in rows])
-        if ns is None or ns.min() < self.window.start_ns or ns.max() >= self.window.end_ns:
+        if ns is None:
+            return None
+        return self._check_times(batch, ns, registered)
+
+    def _check_times(
+        self,
+        batch: SeriesBatch | SeriesColumns,
+        ns: vectors.Int64s,
+        registered: Sequence[RegisteredSignal],
+    ) -> tuple[vectors.Int64s, vectors.Int64s] | None:
+        """`_check_vectors` on the batch's times `ns`: microseconds and nanosecond rests."""
+        if ns.min() < self.window.start_ns or ns.max() >= self.window.end_ns:
             return None
         us = ns // 1000
         series = (batch.measurement, batch.tags)
@@ -270,9 +300,10 @@ class _WindowStream:
                 timing.longest_from_us = int(us[at])
             else:
                 timing.longest_from_us = prev_us if at == 0 else int(us[at - 1])
-        timing.rows += len(rows)
+        timing.rows += len(ns)
         timing.last_us = int(us[-1])
-        self._previous[series] = (timing.last_us, rows[-1], batch.columns)
+        last = batch.rows[-1] if isinstance(batch, SeriesBatch) else batch.rows(-1, None)[0]
+        self._previous[series] = (timing.last_us, last, batch.columns)
         return us, ns - us * 1000
 
     def _check_rows(
@@ -357,18 +388,23 @@ class _WindowStream:
         return kept
 
     def _report(
-        self, batch: SeriesBatch, registered: Sequence[RegisteredSignal], written: int
+        self,
+        batch: SeriesBatch | SeriesColumns,
+        head: list[list[FieldValue]],
+        registered: Sequence[RegisteredSignal],
+        written: int,
     ) -> None:
-        """Add a copied batch to the window's report: counts, newest point, preview."""
+        """Add a copied batch to the window's report: counts, newest point, preview (from
+        `head`, the batch's first rows)."""
         result = self.result
         result.rows += written
         result.signals.update(r.tag_id for r in registered)
-        last_ns = batch.rows[-1][0]
+        last_ns = batch.rows[-1][0] if isinstance(batch, SeriesBatch) else int(batch.times[-1])
         if result.newest_ns is None or last_ns > result.newest_ns:  # type: ignore[operator]
             result.newest_ns = last_ns  # type: ignore[assignment]
         if len(result.preview) >= PREVIEW_ROWS:
             return
-        for row in batch.rows[:PREVIEW_ROWS]:
+        for row in head:
             for i, r in enumerate(registered):
                 value = row[i + 1]
                 if value is not None and len(result.preview) < PREVIEW_ROWS:

@@ -33,7 +33,7 @@ from data_platform.lib.influx import checks
 from data_platform.lib.influx.plan import IngestPlan, MeasurementSelection
 from data_platform.lib.influx.reader.discovery import lookback_window, signals_with_values
 from data_platform.lib.influx.reader.model import FieldInfo, Tags
-from data_platform.lib.influx.reader.protocol import InfluxReader
+from data_platform.lib.influx.reader.protocol import InfluxReader, window_batches
 from data_platform.lib.influx.reader.query import SeriesQuery
 from data_platform.lib.influx.results import AssetRun, MeasurementRun
 from data_platform.lib.timing.window import Window
@@ -289,7 +289,7 @@ def write_window(
                     conn,
                     registry,
                     window,
-                    reader.stream_window(measurement.query(window)),
+                    window_batches(reader, measurement.query(window)),
                     delete_tag_ids=known_ids,
                     on_collision=plan.on_timestamp_collision,
                     register_conn=reg_conn,

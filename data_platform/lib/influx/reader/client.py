@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import httpx
 
@@ -53,6 +53,7 @@ from data_platform.lib.influx.reader.model import (
     FieldStats,
     FieldValue,
     SeriesBatch,
+    SeriesColumns,
     SeriesFields,
     Tags,
     normalize_tags,
@@ -64,10 +65,13 @@ from data_platform.lib.influx.reader.wire import (
     CsvTally,
     Truncated,
     UnexpectedShape,
+    ValueColumns,
     column,
     csv_batches,
+    documents_from_arrays,
     field_counts,
     merged,
+    msgpack_column_documents,
     signals_of_last_rows,
     text_lines,
 )
@@ -203,6 +207,18 @@ class InfluxClient:
         Once a batch has been yielded, any failure raises: discard what this window yielded
         and read it again; the stream is never resumed half-way.
         """
+        read = self._window_read(query, chunk_size)
+        # Without `columnar` every batch is a SeriesBatch.
+        return cast(Iterator[SeriesBatch], self._stream_with_retries(read, columnar=False))
+
+    def stream_window_columns(
+        self, query: SeriesQuery, *, chunk_size: int | None = None
+    ) -> Iterator[SeriesBatch | SeriesColumns]:
+        """`stream_window`, with the series whose rows msgpack lets decode straight into
+        columns given as `SeriesColumns` (the same values; `batch()` gives the rows)."""
+        return self._stream_with_retries(self._window_read(query, chunk_size), columnar=True)
+
+    def _window_read(self, query: SeriesQuery, chunk_size: int | None) -> _WindowRead:
         size = self.settings.chunk_size if chunk_size is None else chunk_size
         if size <= 0:
             raise ValueError(f"chunk_size must be positive, got {size}")
@@ -211,8 +227,7 @@ class InfluxClient:
         tag_filter = query.tag_filter
         statement = select_window(source, window, fields=fields, tag_filters=tag_filter)
         selected = tuple(dict.fromkeys(fields)) if fields is not None else None
-        read = _WindowRead(measurement, source, window, statement, size, selected, tag_filter)
-        return self._stream_with_retries(read)
+        return _WindowRead(measurement, source, window, statement, size, selected, tag_filter)
 
     def window_stats(self, measurement: str, window: Window) -> dict[str, FieldStats]:
         """Per field with values in the window: how many, and the first and last time.
@@ -303,7 +318,9 @@ class InfluxClient:
         return None
 
     # -- streaming a window -----------------------------------------------------------------------
-    def _stream_with_retries(self, read: _WindowRead) -> Iterator[SeriesBatch]:
+    def _stream_with_retries(
+        self, read: _WindowRead, *, columnar: bool
+    ) -> Iterator[SeriesBatch | SeriesColumns]:
         try:
             _ = self.generation
         except InfluxError as exc:  # name the window the caller asked for
@@ -314,7 +331,7 @@ class InfluxClient:
         while True:
             progress = _Progress()
             try:
-                yield from self._stream_once(read, progress)
+                yield from self._stream_once(read, progress, columnar=columnar)
                 return
             except InfluxTransientError as exc:
                 if progress.batches:
@@ -363,7 +380,9 @@ class InfluxClient:
             return response, kind
         raise AssertionError("unreachable: the last candidate re-raises")
 
-    def _stream_once(self, read: _WindowRead, progress: _Progress) -> Iterator[SeriesBatch]:
+    def _stream_once(
+        self, read: _WindowRead, progress: _Progress, *, columnar: bool
+    ) -> Iterator[SeriesBatch | SeriesColumns]:
         types: dict[str, frozenset[str]] | None = None
         if self._untyped(self.wire_format):
             # JSON writes 2.0 as 2 (so does 3.x's msgpack), CSV has no types: they need the
@@ -398,8 +417,20 @@ class InfluxClient:
                 if types is not None
                 else frozenset()
             )
-            documents = self._conn.documents(response, kind, read.what, read.window)
+            if columnar and kind == "msgpack":
+                documents = msgpack_column_documents(response.iter_bytes())
+                if self.generation.msgpack == "arrays":
+                    documents = documents_from_arrays(documents)
+            else:
+                documents = self._conn.documents(response, kind, read.what, read.window)
             for series in self._conn.series(documents, read.what, read.window):
+                values = series.get("values")
+                if isinstance(values, ValueColumns):
+                    decoded = self._columns(series, values, read, float_fields)
+                    if len(decoded.rows if isinstance(decoded, SeriesBatch) else decoded):
+                        progress.batches += 1
+                        yield decoded
+                    continue
                 batch = merged(self._batch(series, read, float_fields))
                 if batch.rows:
                     progress.batches += 1
@@ -426,15 +457,43 @@ class InfluxClient:
             self.source, read.what, self._conn.redact(cause), read.window, hint
         )
 
-    def _batch(
-        self, series: dict[str, Any], read: _WindowRead, float_fields: frozenset[str]
-    ) -> SeriesBatch:
+    def _columns(
+        self,
+        series: dict[str, Any],
+        values: ValueColumns,
+        read: _WindowRead,
+        float_fields: frozenset[str],
+    ) -> SeriesBatch | SeriesColumns:
+        """What `_batch` makes of a series, from values decoded into columns."""
+        fields = self._fields(series, read)
+        if len(fields) != len(values.cells):  # rows and columns disagree: the rows tell how
+            return merged(self._batch({**series, "values": values.rows()}, read, float_fields))
+        decoded = SeriesColumns(
+            measurement=str(series.get("name", read.measurement)),
+            tags=normalize_tags(series.get("tags")),
+            columns=fields,
+            times=values.times,
+            values=[
+                cell.as_floats() if name in float_fields else cell
+                for name, cell in zip(fields, values.cells, strict=True)
+            ],
+        )
+        if len(set(fields)) != len(fields):  # a field read once per type: folded as rows
+            return merged(decoded.batch())
+        return decoded
+
+    def _fields(self, series: dict[str, Any], read: _WindowRead) -> tuple[str, ...]:
         columns = series.get("columns") or ()
         if not columns or columns[0] != "time":
             raise InfluxQueryError(
                 self.source, read.what, f"unexpected columns {list(columns)!r}", read.window
             )
-        fields = tuple(columns[1:])
+        return tuple(columns[1:])
+
+    def _batch(
+        self, series: dict[str, Any], read: _WindowRead, float_fields: frozenset[str]
+    ) -> SeriesBatch:
+        fields = self._fields(series, read)
         rows: list[list[FieldValue]] = series.get("values") or []
         for index, name in enumerate(fields, start=1):
             if name in float_fields:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
-from data_platform.lib.influx.reader.model import FieldInfo, SeriesBatch, Tags
+from data_platform.lib.influx.reader.model import FieldInfo, SeriesBatch, SeriesColumns, Tags
 from data_platform.lib.influx.reader.query import SeriesQuery
 from data_platform.lib.timing.window import Window
 
@@ -24,3 +24,14 @@ class InfluxReader(Protocol):
         self, query: SeriesQuery, *, chunk_size: int | None = None
     ) -> Iterator[SeriesBatch]: ...
     def window_stats(self, measurement: str, window: Window) -> Mapping[str, Any]: ...
+
+
+def window_batches(
+    reader: InfluxReader, query: SeriesQuery
+) -> Iterator[SeriesBatch | SeriesColumns]:
+    """The window's batches for a writer that takes columns: decoded straight into columns
+    where the reader can (`stream_window_columns`: InfluxDB's msgpack), else its rows."""
+    columns = getattr(reader, "stream_window_columns", None)
+    if columns is not None:
+        return columns(query)
+    return reader.stream_window(query)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
+import numpy as np
 
 from data_platform.lib.influx.reader.influxql import parse_tag_set
 from data_platform.lib.influx.reader.model import (
@@ -23,6 +24,7 @@ from data_platform.lib.influx.reader.model import (
     SeriesBatch,
     SeriesFields,
     Tags,
+    ValueColumn,
     normalize_tags,
 )
 from data_platform.lib.influx.reader.settings import WireFormat
@@ -79,6 +81,335 @@ def msgpack_documents(chunks: Iterator[bytes]) -> Iterator[Any]:
             raise Truncated(f"malformed msgpack ({exc})") from exc
     if unpacker.tell() != fed:
         raise Truncated(f"{fed - unpacker.tell()} bytes of an unfinished msgpack document")
+
+
+@dataclass(frozen=True, slots=True)
+class ValueColumns:
+    """A series' `values` (rows `[time, v1, v2, ...]`) decoded straight into columns."""
+
+    times: np.ndarray
+    cells: list[ValueColumn]
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def rows(self) -> list[list[FieldValue]]:
+        """The rows as msgpack decodes them."""
+        count = len(self.times)
+        columns = [self.times.tolist(), *(cell.tolist(count) for cell in self.cells)]
+        return list(map(list, zip(*columns, strict=True)))
+
+
+MIN_COLUMN_ROWS = 64
+"""Rows below this are decoded as rows: numpy's overhead is more than it saves."""
+
+_UNPACK_OPTIONS: dict[str, Any] = {
+    "raw": False,
+    "timestamp": 2,
+    "ext_hook": _msgpack_ext,
+    "strict_map_key": False,
+    "max_buffer_size": 1 << 30,
+}
+
+
+def msgpack_column_documents(chunks: Iterator[bytes]) -> Iterator[Any]:
+    """`msgpack_documents`, with every array of at least `MIN_COLUMN_ROWS` rows that come in a
+    few runs of one byte layout each (e.g. int64 time and float64 values in every row) decoded
+    as `ValueColumns` (see `_rows_as_columns`).
+
+    Each document's bounds are found first (msgpack's `skip`, which builds no objects); the
+    document is then walked: maps and arrays of the skeleton in Python, arrays of rows by numpy
+    over their bytes. What the layout check cannot prove is decoded by msgpack as before.
+    """
+    scanner = msgpack.Unpacker(max_buffer_size=1 << 30)
+    pending = bytearray()
+    start = fed = 0  # where the unfinished document starts (`pending[0]`), what came in
+    for data in chunks:
+        scanner.feed(data)
+        pending += data
+        fed += len(data)
+        while True:
+            try:
+                scanner.skip()  # resumes where the last call ran out of data
+            except msgpack.OutOfData:
+                break
+            except ValueError as exc:  # msgpack's format errors derive from ValueError
+                raise Truncated(f"malformed msgpack ({exc})") from exc
+            end = scanner.tell()
+            yield _column_document(bytes(pending[: end - start]))
+            del pending[: end - start]
+            start = end
+    if scanner.tell() != fed:
+        raise Truncated(f"{fed - scanner.tell()} bytes of an unfinished msgpack document")
+
+
+def _column_document(document: bytes) -> Any:
+    unpacker = msgpack.Unpacker(**_UNPACK_OPTIONS)
+    unpacker.feed(document)
+    try:
+        return _ColumnWalk(document, unpacker).value()
+    except (ValueError, TypeError, IndexError, RecursionError):
+        # Whatever the walk cannot follow, msgpack decodes (or reports) as it always has.
+        try:
+            return msgpack.unpackb(document, **_UNPACK_OPTIONS)
+        except ValueError as exc:
+            raise Truncated(f"malformed msgpack ({exc})") from exc
+
+
+# msgpack markers of the scalars a row layout may hold: (width, numpy type of the payload).
+_FIXED_CELLS: dict[int, tuple[int, str]] = {
+    0xCC: (2, "u1"),
+    0xCD: (3, ">u2"),
+    0xCE: (5, ">u4"),
+    0xCF: (9, ">u8"),
+    0xD0: (2, "i1"),
+    0xD1: (3, ">i2"),
+    0xD2: (5, ">i4"),
+    0xD3: (9, ">i8"),
+    0xCA: (5, ">f4"),
+    0xCB: (9, ">f8"),
+}
+_LENGTH_SIZES = {0xD9: 1, 0xDA: 2, 0xDB: 4, 0xC4: 1, 0xC5: 2, 0xC6: 4}
+"""str 8/16/32 and bin 8/16/32: the bytes of their length."""
+_NIL, _FALSE, _TRUE = 0xC0, 0xC2, 0xC3
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def _is_int_marker(marker: int) -> bool:
+    return marker < 0x80 or marker >= 0xE0 or 0xCC <= marker <= 0xD3
+
+
+def _array_header(data: bytes, pos: int) -> tuple[int, int] | None:
+    """(length, offset of the first element) of the array at `pos`, None if it is none."""
+    marker = data[pos]
+    if 0x90 <= marker <= 0x9F:
+        return marker & 0x0F, pos + 1
+    if marker == 0xDC:
+        return int.from_bytes(data[pos + 1 : pos + 3], "big"), pos + 3
+    if marker == 0xDD:
+        return int.from_bytes(data[pos + 1 : pos + 5], "big"), pos + 5
+    return None
+
+
+def _scalar_width(data: bytes, pos: int) -> int | None:
+    """The encoded width of the scalar at `pos` (text and bytes included), None for an array,
+    a map or an extension."""
+    marker = data[pos]
+    if marker < 0x80 or marker >= 0xE0 or marker in (_NIL, _FALSE, _TRUE):
+        return 1
+    if marker in _FIXED_CELLS:
+        return _FIXED_CELLS[marker][0]
+    if 0xA0 <= marker <= 0xBF:
+        return 1 + (marker & 0x1F)
+    size = _LENGTH_SIZES.get(marker)
+    if size is None:
+        return None
+    return 1 + size + int.from_bytes(data[pos + 1 : pos + 1 + size], "big")
+
+
+class _ColumnWalk:
+    """One document decoded from its bytes, arrays of rows into columns where they can be."""
+
+    def __init__(self, document: bytes, unpacker: msgpack.Unpacker) -> None:
+        self.document = document
+        self.unpacker = unpacker
+
+    def value(self) -> Any:
+        data, unpacker = self.document, self.unpacker
+        pos = unpacker.tell()
+        marker = data[pos]
+        if 0x80 <= marker <= 0x8F or marker in (0xDE, 0xDF):
+            entries = unpacker.read_map_header()
+            mapping: dict[Any, Any] = {}
+            for _ in range(entries):
+                key = unpacker.unpack()
+                mapping[key] = self.value()
+            return mapping
+        header = _array_header(data, pos)
+        if header is None:
+            return unpacker.unpack()
+        rows = _row_cells(data, *header)
+        if rows is None:  # not rows: the skeleton (results, series, columns), walked
+            length = unpacker.read_array_header()
+            return [self.value() for _ in range(length)]
+        if header[0] >= MIN_COLUMN_ROWS:
+            decoded = _rows_as_columns(data, *header, rows)
+            if decoded is not None:
+                columns, end = decoded
+                unpacker.read_bytes(end - pos)
+                return columns
+        return unpacker.unpack()
+
+
+def _row_cells(data: bytes, length: int, first: int) -> list[tuple[int, int]] | None:
+    """The (offset, width) of the cells of the first row of an array that looks like rows (its
+    first element an array of scalars, the first an integer), None for any other array."""
+    if length == 0:
+        return None
+    cells = _cells_at(data, first)
+    if cells is None or not _is_int_marker(data[first + cells[0][0]]):
+        return None
+    return cells
+
+
+def _cells_at(data: bytes, start: int) -> list[tuple[int, int]] | None:
+    """The (offset from `start`, width) of the cells of the array of scalars at `start`."""
+    header = _array_header(data, start)
+    if header is None or header[0] == 0:
+        return None
+    count, pos = header
+    found = []
+    for _ in range(count):
+        width = _scalar_width(data, pos)
+        if width is None:
+            return None
+        found.append((pos - start, width))
+        pos += width
+    return found
+
+
+MAX_LAYOUTS = 16
+"""Runs of rows of one layout an array may have and still be decoded as columns."""
+
+
+def _rows_as_columns(
+    data: bytes, length: int, first: int, cells: list[tuple[int, int]]
+) -> tuple[ValueColumns, int] | None:
+    """The rows starting at `first` as columns, and the offset after them; None unless they
+    come in at most `MAX_LAYOUTS` runs of one byte layout each (an integer field that grows
+    from int8 to int16 changes the layout once), of one type per column.
+
+    The proof, per run: its first row's cells are parsed; a row of the same header whose every
+    marker says the same width as the first row's (one marker, or a class of one-byte markers)
+    ends where the first one's does, so by induction row `i` of the run starts at
+    `start + i * stride`; the run ends before the first row that differs.
+    """
+    runs: list[tuple[list[ValueColumn], int]] = []
+    pos, left = first, length
+    while left:
+        if runs:
+            if len(runs) == MAX_LAYOUTS or pos >= len(data):
+                return None
+            found = _cells_at(data, pos)
+            if found is None or len(found) != len(cells):
+                return None
+            cells = found
+        run = _layout_run(data, pos, left, cells)
+        if run is None:
+            return None
+        columns, count, pos = run
+        runs.append((columns, count))
+        left -= count
+    joined = runs[0][0] if len(runs) == 1 else _joined(runs)
+    if joined is None:
+        return None
+    times = joined[0]
+    if times.valid is not None or times.values is None or times.values.dtype != np.int64:
+        return None
+    return ValueColumns(times.values, joined[1:]), pos
+
+
+def _layout_run(
+    data: bytes, start: int, left: int, cells: list[tuple[int, int]]
+) -> tuple[list[ValueColumn], int, int] | None:
+    """The leading rows (of `left`) at `start` that have the layout `cells`, as columns: the
+    columns, how many rows, and the offset after them."""
+    head = cells[0][0]
+    stride = cells[-1][0] + cells[-1][1]
+    fits = min(left, (len(data) - start) // stride)
+    if fits <= 0:
+        return None
+    names, formats, offsets = ["head"], [f"V{head}"], [0]
+    kinds: list[int] = []
+    for index, (offset, width) in enumerate(cells):
+        marker = data[start + offset]
+        if width == 1:
+            names.append(f"m{index}")
+            formats.append("u1")
+            offsets.append(offset)
+            kinds.append(-1)
+            continue
+        if marker not in _FIXED_CELLS:
+            return None  # text or bytes: their width varies from row to row
+        names += [f"m{index}", f"v{index}"]
+        formats += ["u1", _FIXED_CELLS[marker][1]]
+        offsets += [offset, offset + 1]
+        kinds.append(marker)
+    layout = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": stride})
+    rows = np.frombuffer(data, dtype=layout, count=fits, offset=start)
+    same = rows["head"] == rows["head"][0]
+    for index, kind in enumerate(kinds):
+        markers = rows[f"m{index}"]
+        if kind == -1:
+            fixint = (markers < 0x80) | (markers >= 0xE0)
+            same &= fixint | (markers == _NIL) | (markers == _FALSE) | (markers == _TRUE)
+        else:
+            same &= markers == kind
+    count = fits if same.all() else int(np.argmin(same))
+    if count == 0:
+        return None
+    rows = rows[:count]
+    columns: list[ValueColumn] = []
+    for index, kind in enumerate(kinds):
+        column = (
+            _one_byte_column(rows[f"m{index}"]) if kind == -1 else _wide_column(rows[f"v{index}"])
+        )
+        if column is None:
+            return None
+        columns.append(column)
+    return columns, count, start + count * stride
+
+
+def _joined(runs: list[tuple[list[ValueColumn], int]]) -> list[ValueColumn] | None:
+    """The runs' columns end to end; None where a column holds two types (int and float, or
+    booleans and numbers): rows keep each value's own."""
+    joined = []
+    for index in range(len(runs[0][0])):
+        parts = [(columns[index], count) for columns, count in runs]
+        types = {p.values.dtype for p, _ in parts if p.values is not None}
+        if len(types) > 1:
+            return None
+        if not types:
+            joined.append(ValueColumn(None))
+            continue
+        dtype = types.pop()
+        values: Any = np.concatenate(
+            [p.values if p.values is not None else np.zeros(n, dtype) for p, n in parts]
+        )
+        if all(p.values is not None and p.valid is None for p, _ in parts):
+            joined.append(ValueColumn(values))
+            continue
+        valid = np.concatenate(
+            [p.valid if p.valid is not None else np.full(n, p.values is not None) for p, n in parts]
+        )
+        joined.append(ValueColumn(values, valid))
+    return joined
+
+
+def _one_byte_column(markers: np.ndarray) -> ValueColumn | None:
+    """A column of one-byte cells: fixints, or booleans, either with nils."""
+    nil = markers == _NIL
+    boolean = (markers == _FALSE) | (markers == _TRUE)
+    integer = (markers < 0x80) | (markers >= 0xE0)
+    if not (nil | boolean | integer).all():
+        return None
+    has_bool, has_int = bool(boolean.any()), bool(integer.any())
+    if has_bool and has_int:
+        return None  # a field of two types: rows keep each value's own
+    valid = ~nil if nil.any() else None
+    if has_int:
+        return ValueColumn(markers.view(np.int8).astype(np.int64), valid)
+    if has_bool:
+        return ValueColumn(markers == _TRUE, valid)
+    return ValueColumn(None)
+
+
+def _wide_column(payload: np.ndarray) -> ValueColumn | None:
+    if payload.dtype.kind == "f":
+        return ValueColumn(payload.astype(np.float64))
+    if payload.dtype == np.dtype(">u8") and len(payload) and payload.max() > _INT64_MAX:
+        return None  # beyond int64: rows keep the Python int
+    return ValueColumn(payload.astype(np.int64))
 
 
 def _byte_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -200,7 +531,7 @@ def _series(item: Any) -> dict[str, Any]:
             and all(isinstance(c, str) for c in member)
         ):
             series["columns"] = member
-        elif isinstance(member, list):
+        elif isinstance(member, (list, ValueColumns)):
             series["values"] = member
     return series
 
