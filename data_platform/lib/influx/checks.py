@@ -5,7 +5,8 @@ The checks judge what a run wrote (`AssetRun`) against the plan's thresholds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,8 +17,9 @@ from psycopg import sql
 from data_platform.lib.historian.registry import SignalRegistry
 from data_platform.lib.historian.tables import HistorianTables
 from data_platform.lib.influx.plan import IngestPlan
+from data_platform.lib.influx.reader.model import FieldStats
 from data_platform.lib.influx.reader.protocol import InfluxReader
-from data_platform.lib.influx.results import AssetRun, field_types
+from data_platform.lib.influx.results import AssetRun, MeasurementRun, field_types
 from data_platform.lib.timing.buckets import micros
 from data_platform.lib.timing.window import EPOCH, Window
 
@@ -45,16 +47,60 @@ def check_specs(plan: IngestPlan, key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
     ]
 
 
+def reconciled(runs: Iterable[MeasurementRun]) -> list[str]:
+    """The measurements the reconciliation compares: those read without tag filters (the
+    source's counts are per measurement)."""
+    return [run.measurement.name for run in runs if not run.measurement.tags]
+
+
+class SourceStats:
+    """The source's own counts of a run's window, for the reconciliation.
+
+    The source is asked independently of the stream. With a server reader that may be used
+    from two threads (`stats_beside_stream`), the questions go out in a thread as the run
+    starts, so the server counts while the warehouse inserts; otherwise they are asked when
+    the reconciliation needs them. Either way the answer is the source's, never the stream's.
+    """
+
+    def __init__(self, reader: InfluxReader, window: Window, measurements: Iterable[str]) -> None:
+        self._reader = reader
+        self._window = window
+        self._futures: dict[str, Future[Mapping[str, FieldStats]]] = {}
+        self._executor: ThreadPoolExecutor | None = None
+        names = list(measurements)
+        if names and getattr(reader, "stats_beside_stream", False):
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="source-stats")
+            for name in names:
+                self._futures[name] = self._executor.submit(reader.window_stats, name, window)
+
+    def of(self, measurement: str) -> Mapping[str, FieldStats]:
+        future = self._futures.get(measurement)
+        if future is None:
+            return self._reader.window_stats(measurement, self._window)
+        return future.result()
+
+    def close(self) -> None:
+        """Stop asking: a run that failed does not wait for its reconciliation's counts."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> SourceStats:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
 def run_checks(
     conn: psycopg.Connection,
     plan: IngestPlan,
-    reader: InfluxReader,
+    source: SourceStats,
     registry: SignalRegistry,
     asset_key: dg.AssetKey,
     written: AssetRun,
 ) -> list[dg.AssetCheckResult]:
     return [
-        reconcile(conn, plan, reader, asset_key, written),
+        reconcile(conn, plan, source, asset_key, written),
         lag_check(plan, asset_key, written),
         gaps_check(plan, asset_key, written),
         drift_check(conn, registry, asset_key, written.types),
@@ -95,10 +141,17 @@ def _us(moment: datetime) -> int:
     return micros(moment - EPOCH)
 
 
+def _span_us(stats: FieldStats) -> tuple[int, int] | None:
+    """The source's first and last time of a field, in the warehouse's microseconds."""
+    if stats.first_ns is None or stats.last_ns is None:
+        return None
+    return stats.first_ns // 1000, stats.last_ns // 1000
+
+
 def reconcile(
     conn: psycopg.Connection,
     plan: IngestPlan,
-    reader: InfluxReader,
+    source_stats: SourceStats,
     asset_key: dg.AssetKey,
     written: AssetRun,
 ) -> dg.AssetCheckResult:
@@ -109,10 +162,10 @@ def reconcile(
     collisions = written.collisions
     for run in written.runs:
         name = run.measurement.name
-        if run.measurement.tags:
+        if name not in reconciled([run]):
             skipped.append(f"{name} (tag filters)")
             continue
-        source = reader.window_stats(name, window)
+        source = source_stats.of(name)
         stored = warehouse_stats(conn, plan.tables, plan.source, name, window)
         fields = set(source) | set(stored)
         if run.measurement.fields is not None:
@@ -126,12 +179,7 @@ def reconcile(
             problem = None
             if count != expected:
                 problem = f"{count} rows stored, {expected} at the source"
-            elif (
-                got
-                and stats
-                and expected
-                and (_us(got[1]), _us(got[2])) != (stats.first_ns // 1000, stats.last_ns // 1000)
-            ):
+            elif got and stats and expected and (_us(got[1]), _us(got[2])) != _span_us(stats):
                 problem = "first/last timestamp differ"
             if problem:
                 mismatches.append({"measurement": name, "field": fld, "problem": problem})

@@ -230,19 +230,21 @@ def ingest(
             with warehouse.connection() as conn:
                 registry.ensure(conn, found.signals, found.field_types)
             runs = [MeasurementRun(selection.named(n)) for n in found.types]
-            for window in windows:
-                for run in runs:
-                    started = time.perf_counter()
-                    run.writes.append(
-                        write_window(context, plan, warehouse, reader, registry, run, window)
-                    )
-                    run.seconds += time.perf_counter() - started
-            newest = [r.newest_ns for r in runs if r.newest_ns is not None]
-            lag_s = (time.time_ns() - max(newest)) / 1e9 if newest else None
-            written = AssetRun(selection, runs, found.types, run_window, lag_s)
-            checking = time.perf_counter()
-            with warehouse.connection() as conn:
-                check_results = checks.run_checks(conn, plan, reader, registry, key, written)
+            # The reconciliation's own questions to the source go out now, beside the windows.
+            with checks.SourceStats(reader, run_window, checks.reconciled(runs)) as source:
+                for window in windows:
+                    for run in runs:
+                        started = time.perf_counter()
+                        run.writes.append(
+                            write_window(context, plan, warehouse, reader, registry, run, window)
+                        )
+                        run.seconds += time.perf_counter() - started
+                newest = [r.newest_ns for r in runs if r.newest_ns is not None]
+                lag_s = (time.time_ns() - max(newest)) / 1e9 if newest else None
+                written = AssetRun(selection, runs, found.types, run_window, lag_s)
+                checking = time.perf_counter()
+                with warehouse.connection() as conn:
+                    check_results = checks.run_checks(conn, plan, source, registry, key, written)
             metadata = run_metadata(plan, written, engine, reader)
             metadata["seconds"] = dg.MetadataValue.json(
                 step_seconds(runs, time.perf_counter() - checking)

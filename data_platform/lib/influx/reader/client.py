@@ -85,6 +85,9 @@ _AUTO_WITHOUT_MSGPACK: tuple[WireFormat, ...] = ("json", "csv")
 class InfluxClient:
     """A reader for one InfluxDB database; owns an HTTP connection pool. Use as a context manager."""
 
+    stats_beside_stream = True
+    """httpx's pool serves several threads: the reconciliation may count beside a stream."""
+
     def __init__(
         self,
         settings: InfluxSettings,
