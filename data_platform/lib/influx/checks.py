@@ -5,6 +5,7 @@ The checks judge what a run wrote (`AssetRun`) against the plan's thresholds.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -67,6 +68,8 @@ class SourceStats:
         self._window = window
         self._futures: dict[str, Future[Mapping[str, FieldStats]]] = {}
         self._executor: ThreadPoolExecutor | None = None
+        self.waited_s = 0.0
+        """How long the reconciliation waited for the source's answers."""
         names = list(measurements)
         if names and getattr(reader, "stats_beside_stream", False):
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="source-stats")
@@ -75,9 +78,13 @@ class SourceStats:
 
     def of(self, measurement: str) -> Mapping[str, FieldStats]:
         future = self._futures.get(measurement)
-        if future is None:
-            return self._reader.window_stats(measurement, self._window)
-        return future.result()
+        started = time.perf_counter()
+        try:
+            if future is None:
+                return self._reader.window_stats(measurement, self._window)
+            return future.result()
+        finally:
+            self.waited_s += time.perf_counter() - started
 
     def close(self) -> None:
         """Stop asking: a run that failed does not wait for its reconciliation's counts."""

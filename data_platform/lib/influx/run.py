@@ -247,7 +247,7 @@ def ingest(
                     check_results = checks.run_checks(conn, plan, source, registry, key, written)
             metadata = run_metadata(plan, written, engine, reader)
             metadata["seconds"] = dg.MetadataValue.json(
-                step_seconds(runs, time.perf_counter() - checking)
+                step_seconds(runs, time.perf_counter() - checking, source.waited_s)
             )
             results.append(
                 dg.MaterializeResult(asset_key=key, metadata=metadata, check_results=check_results)
@@ -392,13 +392,18 @@ def reader_metadata(reader: InfluxReader) -> dict[str, Any]:
     }
 
 
-def step_seconds(runs: list[MeasurementRun], checks_s: float) -> dict[str, float]:
-    """Where the asset's time went: each step of its windows' replacements, then the checks."""
+def step_seconds(
+    runs: list[MeasurementRun], checks_s: float, source_wait_s: float = 0.0
+) -> dict[str, float]:
+    """Where the asset's time went: each step of its windows' replacements, then the checks,
+    of which `checks_source_wait` waited for the source's own counts (asked beside the windows
+    by a server reader)."""
     total: dict[str, float] = dict.fromkeys(WRITE_STEPS, 0.0)
     for write in (w for r in runs for w in r.writes):
         for step, seconds in write.seconds.items():
             total[step] += seconds
-    return {k: round(v, 6) for k, v in {**total, "checks": checks_s}.items()}
+    after = {"checks": checks_s, "checks_source_wait": source_wait_s}
+    return {k: round(v, 6) for k, v in {**total, **after}.items()}
 
 
 def refresh_registry(plan: IngestPlan, warehouse: WarehouseResource) -> dg.MaterializeResult:
