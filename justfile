@@ -51,6 +51,14 @@ check-defs: _home
 test *args: _home
     uv run pytest {{args}}
 
+# e.g. `just migrate "key:plant_east/* or key:rollups/*" 2025-01-01-00:00...2025-12-31-23:00`
+# (README "Migrating history").
+# A history backfill as one run: assets (a selection) over a range, per-partition events cut down.
+migrate assets range *args: _home
+    DAGSTER_EVENT_BATCH_SIZE=1000 DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=1 \
+        uv run dg launch --assets "{{assets}}" --partition-range "{{range}}" \
+        --config-json '{"execution": {"config": {"in_process": {}}}}' {{args}}
+
 # Regenerate syrupy snapshots after an intended change of the asset graph or DDL.
 snapshot-update:
     uv run pytest data_platform_tests --snapshot-update -k snapshot
