@@ -39,8 +39,14 @@ and mutated lines). Intended differences, each asserted there:
   takes them as unsigned, as 2.x (`influxd inspect export-lp`) writes them.
 - `\\r\\n` ends a line (1.x keeps the `\\r`: bad timestamp, or a string value ending in `"`).
 - Text after a closing quote (`s="a"b`) is an error; 1.x stores the mangled `a"`.
-- A string left open does not swallow the following lines: 1.x's `scanLine` joins lines until a
-  quote closes and refuses the whole block; the reader refuses the opening line and goes on.
+- A record ends where the line ends unless a string value is open by the grammar. 1.x's
+  `scanLine` cuts a write's body into records by counting quotes instead: from the first space
+  on (a space at the start of the line, or one after `\\\\` in a tag, counts too), a `"` seen
+  after more `=` than `,` opens or closes a "string", in a field key or a tag value as well
+  (`m,t=a f"x=1` ... ), and a newline inside does not end the record. Such a line swallows the
+  following lines until a quote closes, and 1.x refuses the whole block (usually "point is
+  invalid"), although each line alone is stored as the reader reads it. The reader reads the
+  lines one by one; a string really left open it refuses on its opening line and goes on.
 - A measurement or field key that is not UTF-8: 1.x may refuse the whole write (HTTP 500,
   "contains invalid UTF-8"); the reader reads the line with U+FFFD.
 - Not a parser difference: 1.x stores a measurement whose name has a backslash, but `SELECT`
