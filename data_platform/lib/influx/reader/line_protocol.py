@@ -42,11 +42,16 @@ and mutated lines). Intended differences, each asserted there:
 - A record ends where the line ends unless a string value is open by the grammar. 1.x's
   `scanLine` cuts a write's body into records by counting quotes instead: from the first space
   on (a space at the start of the line, or one after `\\\\` in a tag, counts too), a `"` seen
-  after more `=` than `,` opens or closes a "string", in a field key or a tag value as well
-  (`m,t=a f"x=1` ... ), and a newline inside does not end the record. Such a line swallows the
-  following lines until a quote closes, and 1.x refuses the whole block (usually "point is
-  invalid"), although each line alone is stored as the reader reads it. The reader reads the
-  lines one by one; a string really left open it refuses on its opening line and goes on.
+  after more `=` than `,` opens or closes a "string", in a field key or a tag value as well,
+  and a newline inside it does not end the record. `\\\\` counts as a pair there, so the `=`
+  of a tag key `k\\\\=a` counts too. Such a line swallows the following lines until a quote
+  closes, and 1.x refuses the whole block (usually "point is invalid"), although each line
+  alone is stored as the reader reads it: ` m,k\\\\=a=b f=1,g"h=2 10` or
+  `m,t\\\\ x=1 f=1,g"h=2 10`, each followed by any line. The reader reads such lines one
+  by one. A string the grammar sees open takes the following lines until it closes (an
+  export's newlines in a value); a record malformed after that is refused with all its lines,
+  and a string never closed refuses its opening line only. Where 1.x cut the body elsewhere
+  it may store a line the reader refused that way, and the other way round.
 - A measurement or field key that is not UTF-8: 1.x may refuse the whole write (HTTP 500,
   "contains invalid UTF-8"); the reader reads the line with U+FFFD.
 - Not a parser difference: 1.x stores a measurement whose name has a backslash, but `SELECT`

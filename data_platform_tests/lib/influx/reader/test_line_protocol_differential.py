@@ -6,14 +6,19 @@ them go once to influxd's `/write` and once through `iter_file_points`. What inf
 (`SELECT * ... GROUP BY *`, `SHOW FIELD KEYS` for the types) must equal what the reader yields,
 except for the differences `line_protocol.py` lists, each asserted here.
 
-Every field key ends in `_<line number>x`, so each stored value names the line it came from and
-lines never share a field (no type conflicts between lines, no overwrites).
+Every field key ends in `_<line number><letter>x`, so each stored value names the line it came
+from and lines never share a field (no type conflicts between lines, no overwrites).
+
+The suite uses one fixed seed; `DATA_PLATFORM_LP_SEED=<int>` runs other lines (read when the
+module is collected), e.g. `DATA_PLATFORM_LP_SEED=7 uv run pytest -q
+data_platform_tests/lib/influx/reader/test_line_protocol_differential.py`.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 import random
 import re
 import tempfile
@@ -28,11 +33,12 @@ import pytest
 
 from data_platform.lib.influx.reader.files import ScanStats, iter_file_points
 from data_platform.lib.influx.reader.line_protocol import PRECISION_NS
+from data_platform.lib.influx.reader.model import Tags
 from data_platform.utils.local_servers import LocalInfluxd
 
 pytestmark = pytest.mark.integration
 
-SEED = 20260611
+SEED = int(os.environ.get("DATA_PLATFORM_LP_SEED") or 20260611)
 LINES_PER_PRECISION = 900
 PRECISIONS = ("ns", "us", "ms", "s")
 _WRITE_PRECISION = {"ns": "n", "us": "u", "ms": "ms", "s": "s"}  # InfluxDB 1.x's spelling
@@ -370,6 +376,41 @@ def test_reader_reads_lines_as_influxdb_stores_them(
     assert len(ours) > LINES_PER_PRECISION
     assert any(time_ns == -1 for _, _, _, time_ns, _ in ours)
     assert any("\ufffd" in str(s) for s in ours), "no invalid UTF-8 was compared"
+
+
+@pytest.mark.parametrize(
+    ("opening", "tags"),
+    [
+        # a space at the line's start starts scanLine's count; `\\=` adds an `=` to it
+        (b' m,k\\\\=a=b f=1,g"h=2 10', (("k\\=a", "b"),)),
+        # scanLine reads the space after `\\` as the end of the series key
+        (b'm,t\\\\ x=1 f=1,g"h=2 10', (("t\\ x", "1"),)),
+    ],
+    ids=["leading-space", "space-after-backslashes"],
+)
+def test_influxdb_joins_the_lines_after_a_quote_it_counts_as_opening(
+    influxd: LocalInfluxd, influx_db: str, tmp_path: Path, opening: bytes, tags: Tags
+) -> None:
+    """The listed difference on its own: 1.x refuses two valid lines together (scanLine takes
+    the quote in `g"h` as opening a string), stores each alone as the reader reads it."""
+    following = b"m j=4i 20"
+    assert scanline_blocks([opening, following]) == [[0, 1]]
+
+    status, answer = _request(influxd.url, "/write", {"db": influx_db}, opening + b"\n" + following)
+    assert status == 400 and b"point is invalid" in answer, answer
+    assert influx_reading(influxd, influx_db) == set()
+
+    path = tmp_path / "lines.lp"
+    path.write_bytes(opening + b"\n" + following + b"\n")
+    read = reader_reading(path, "ns", 0).stored
+    expected = {
+        ("m", tags, "f", 10, ("float", 1.0)),
+        ("m", tags, 'g"h', 10, ("float", 2.0)),
+        ("m", (), "j", 20, ("integer", 4)),
+    }
+    assert read == expected
+    alone = influx_alone(influxd, [opening, following], {"db": influx_db}, 1)
+    assert alone == expected
 
 
 def _by_line(stored: set[Stored]) -> dict[int, set[Stored]]:
