@@ -39,12 +39,28 @@ and mutated lines). Intended differences, each asserted there:
   takes them as unsigned, as 2.x (`influxd inspect export-lp`) writes them.
 - `\\r\\n` ends a line (1.x keeps the `\\r`: bad timestamp, or a string value ending in `"`).
 - Text after a closing quote (`s="a"b`) is an error; 1.x stores the mangled `a"`.
-- A string left open does not swallow the following lines: 1.x's `scanLine` joins lines until a
-  quote closes and refuses the whole block; the reader refuses the opening line and goes on.
+- A record ends where the line ends unless a string value is open by the grammar. 1.x's
+  `scanLine` cuts a write's body into records by counting quotes instead: from the first space
+  on (a space at the start of the line, or one after `\\\\` in a tag, counts too), a `"` seen
+  after more `=` than `,` opens or closes a "string", in a field key or a tag value as well,
+  and a newline inside it does not end the record. `\\\\` counts as a pair there, so the `=`
+  of a tag key `k\\\\=a` counts too. Such a line swallows the following lines until a quote
+  closes, and 1.x refuses the whole block (usually "point is invalid"), although each line
+  alone is stored as the reader reads it: ` m,k\\\\=a=b f=1,g"h=2 10` or
+  `m,t\\\\ x=1 f=1,g"h=2 10`, each followed by any line. The reader reads such lines one
+  by one. A string the grammar sees open takes the following lines until it closes (an
+  export's newlines in a value); a record malformed after that is refused with all its lines,
+  and a string never closed refuses its opening line only. Where 1.x cut the body elsewhere
+  it may store a line the reader refused that way, and the other way round.
 - A measurement or field key that is not UTF-8: 1.x may refuse the whole write (HTTP 500,
-  "contains invalid UTF-8"); the reader reads the line with U+FFFD.
+  "contains invalid UTF-8", at times storing the point all the same); the reader reads the
+  line with U+FFFD.
 - Not a parser difference: 1.x stores a measurement whose name has a backslash, but `SELECT`
   cannot name it; the test compares those lines as accepted only.
+- Not a parser difference: one series spelled two ways in a database (`\\"` and `"` in a
+  measurement, `a\\=b` and `a=b`, or `t=\\=a` and `t==a`) is one series to 1.x as to the
+  reader, but 1.x's index keeps one spelling of the key (`SHOW SERIES` lists one) and a query
+  returns only the points written under it; the reader yields them all.
 
 The own parser is kept over PyPI `line-protocol-parser` (C): that package returns `u` and `i`
 integers alike (the registry needs the unsigned type), takes a bare `\\r` as a line end and

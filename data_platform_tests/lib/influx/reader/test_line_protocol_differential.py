@@ -6,13 +6,19 @@ them go once to influxd's `/write` and once through `iter_file_points`. What inf
 (`SELECT * ... GROUP BY *`, `SHOW FIELD KEYS` for the types) must equal what the reader yields,
 except for the differences `line_protocol.py` lists, each asserted here.
 
-Every field key ends in `_<line number>x`, so each stored value names the line it came from and
-lines never share a field (no type conflicts between lines, no overwrites).
+Every field key ends in `_<line number><letter>x`, so each stored value names the line it came
+from and lines never share a field (no type conflicts between lines, no overwrites).
+
+The suite uses one fixed seed; `DATA_PLATFORM_LP_SEED=<int>` runs other lines (read when the
+module is collected), e.g. `DATA_PLATFORM_LP_SEED=7 uv run pytest -q
+data_platform_tests/lib/influx/reader/test_line_protocol_differential.py`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import random
 import re
 import tempfile
@@ -20,7 +26,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,17 +33,18 @@ import pytest
 
 from data_platform.lib.influx.reader.files import ScanStats, iter_file_points
 from data_platform.lib.influx.reader.line_protocol import PRECISION_NS
+from data_platform.lib.influx.reader.model import Tags
 from data_platform.utils.local_servers import LocalInfluxd
 
 pytestmark = pytest.mark.integration
 
-SEED = 20260611
+SEED = int(os.environ.get("DATA_PLATFORM_LP_SEED") or 20260611)
 LINES_PER_PRECISION = 900
 PRECISIONS = ("ns", "us", "ms", "s")
 _WRITE_PRECISION = {"ns": "n", "us": "u", "ms": "ms", "s": "s"}  # InfluxDB 1.x's spelling
 _NAME_CHARS = [*"abcxyz019_-.:/", " ", ",", "=", '"', "\\", "é", "ü", "温", "✓", "\t", "#"]
 _MUTATION_BYTES = [*b' ,="\\=#\t\r0.-eiu', 0x00, 0xFF, 0xC3, 0xE2]
-_SUFFIX = re.compile(r"_([0-9]+)[a-h]x$")
+_TOKEN = re.compile(r"_([0-9]+)[a-h]x")
 
 Value = tuple[str, object]  # (InfluxDB field type, value)
 Stored = tuple[str, tuple[tuple[str, str], ...], str, int, Value]
@@ -188,6 +194,33 @@ def influx_reading(server: LocalInfluxd, db: str) -> set[Stored]:
     return stored
 
 
+def influx_alone(
+    server: LocalInfluxd, lines: list[bytes], params: dict[str, str], scale: int
+) -> set[Stored]:
+    """What InfluxDB stores of each line written alone (one request each, into a fresh
+    database); default timestamps as -1."""
+    db = f"{params['db']}_alone"
+    server.create_database(db)
+    started = time.time_ns()
+    for line in lines:
+        _request(server.url, "/write", {**params, "db": db}, line)
+    ended = time.time_ns()
+    stored = influx_reading(server, db)
+    return Comparison(stored, Reading(), lines, started, ended, scale).normalized(stored, None)
+
+
+def _alone_comparable(line: bytes, index: int, alone: Reading, ours: set[Stored]) -> bool:
+    """Whether a line written alone must be stored as the reader reads it: no other listed
+    difference applies to it."""
+    return (
+        _is_utf8(line)
+        and index not in alone.unsigned_lines
+        and not any("\\" in stored[0] for stored in ours)  # unselectable
+        and not line.endswith(b"\r")
+        and "after the string value" not in _rejection(line)
+    )
+
+
 # -- the reader's reading -------------------------------------------------------------------------
 
 
@@ -212,19 +245,42 @@ def reader_reading(path: Path, precision: str, default_time_ns: int) -> Reading:
     )
     for point in points:
         assert point.time_ns is not None
+        values: set[Stored] = set()
         for key, value in point.fields.items():
             kind = "unsigned" if key in point.unsigned else _TYPE[type(value)]
-            if kind == "unsigned":
-                reading.unsigned_lines.update(_line_of(key))
-            stored = (point.measurement, point.tags, key, point.time_ns, (kind, value))
-            reading.stored.add(stored)
+            values.add((point.measurement, point.tags, key, point.time_ns, (kind, value)))
+        if point.unsigned:
+            reading.unsigned_lines.update(_by_line(values))
+        reading.stored |= values
     return reading
 
 
-def _line_of(key: str) -> Iterator[int]:
-    match = _SUFFIX.search(key)
-    if match:
-        yield int(match.group(1))
+def reader_alone(lines: list[bytes], precision: str, default_time_ns: int) -> Reading:
+    """The reader's reading of each line alone (a file each), together."""
+    out = Reading()
+    with tempfile.TemporaryDirectory() as folder:
+        for n, line in enumerate(lines):
+            path = Path(folder) / f"{n}.lp"
+            path.write_bytes(line)
+            reading = reader_reading(path, precision, default_time_ns)
+            out.stored |= reading.stored
+            out.unsigned_lines |= reading.unsigned_lines
+    return out
+
+
+def _line_of(stored: Stored) -> int:
+    """The line a stored value came from: the last line number in its field key, or where a
+    mutation moved it (a space made a comma), in its tags or measurement; -1 if none."""
+    measurement, tags, key, _, _ = stored
+    return _last_line_number(key, *(k + "=" + v for k, v in reversed(tags)), measurement)
+
+
+def _last_line_number(*texts: str) -> int:
+    for text in texts:
+        numbers = _TOKEN.findall(text)
+        if numbers:
+            return int(numbers[-1])
+    return -1
 
 
 @dataclass
@@ -251,22 +307,7 @@ class Comparison:
         return out
 
 
-@pytest.mark.parametrize(
-    "precision",
-    [
-        pytest.param(
-            precision,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="open: a few seeded lines with `\\\\=` in a tag key that 1.6.7 does not "
-                "store and the reader takes (cause not yet found)",
-            ),
-        )
-        if precision == "us"
-        else precision
-        for precision in PRECISIONS
-    ],
-)
+@pytest.mark.parametrize("precision", PRECISIONS)
 def test_reader_reads_lines_as_influxdb_stores_them(
     influxd: LocalInfluxd, influx_db: str, tmp_path: Path, precision: str
 ) -> None:
@@ -306,7 +347,10 @@ def test_reader_reads_lines_as_influxdb_stores_them(
     only_theirs = _by_line(theirs - ours)
     measurements = stored_measurements(influxd, influx_db)
     refused = {_index_of(line, lines) for line in refused_whole}
-    differences = _explain(lines, reading, only_ours, only_theirs, measurements, refused)
+    influx_series = {(m, tags) for m, tags, _, _, _ in influx}
+    differences = _explain(
+        lines, reading, only_ours, only_theirs, measurements, refused, influx_series
+    )
     unexplained = {
         i: (lines[i] if 0 <= i < len(lines) else None, only_ours.get(i), only_theirs.get(i))
         for i, why in differences.items()
@@ -315,11 +359,25 @@ def test_reader_reads_lines_as_influxdb_stores_them(
     assert not unexplained, unexplained
     assert -1 not in only_ours and -1 not in only_theirs
 
+    # a joined line differs by the cut only: alone, InfluxDB stores what the reader reads
+    joined = sorted(i for i, why in differences.items() if why == "joined")
+    theirs_alone = _by_line(influx_alone(influxd, [lines[i] for i in joined], params, scale))
+    alone = reader_alone([lines[i] for i in joined], precision, started)
+    ours_alone = _by_line(comparison.normalized(alone.stored, default))
+    compared = [
+        i for i in joined if _alone_comparable(lines[i], i, alone, ours_alone.get(i, set()))
+    ]
+    for i in compared:
+        assert theirs_alone.get(i, set()) == ours_alone.get(i, set()), lines[i]
+    assert compared or not joined
+
     # a name that is not UTF-8: InfluxDB 1.x may refuse the whole write (HTTP 500), the
     # reader reads the line with U+FFFD for each bad byte, as 1.x answers where it stores it
     assert reading.stats.replaced_utf8_lines > 0
     for line in refused_whole:
-        assert differences.get(_index_of(line, lines)) == "refused-name"
+        # listed where it differs: the reader may refuse the line too, and 1.x answers 500
+        # for some lines it stores all the same
+        assert differences.get(_index_of(line, lines), "same") in ("refused-name", "same")
 
     # the listed differences occurred, and only as listed
     reasons = set(differences.values())
@@ -330,29 +388,113 @@ def test_reader_reads_lines_as_influxdb_stores_them(
     assert any("\ufffd" in str(s) for s in ours), "no invalid UTF-8 was compared"
 
 
+@pytest.mark.parametrize(
+    ("opening", "tags"),
+    [
+        # a space at the line's start starts scanLine's count; `\\=` adds an `=` to it
+        (b' m,k\\\\=a=b f=1,g"h=2 10', (("k\\=a", "b"),)),
+        # scanLine reads the space after `\\` as the end of the series key
+        (b'm,t\\\\ x=1 f=1,g"h=2 10', (("t\\ x", "1"),)),
+    ],
+    ids=["leading-space", "space-after-backslashes"],
+)
+def test_influxdb_joins_the_lines_after_a_quote_it_counts_as_opening(
+    influxd: LocalInfluxd, influx_db: str, tmp_path: Path, opening: bytes, tags: Tags
+) -> None:
+    """The listed difference on its own: 1.x refuses two valid lines together (scanLine takes
+    the quote in `g"h` as opening a string), stores each alone as the reader reads it."""
+    following = b"m j=4i 20"
+    assert scanline_blocks([opening, following]) == [[0, 1]]
+
+    status, answer = _request(influxd.url, "/write", {"db": influx_db}, opening + b"\n" + following)
+    assert status == 400 and b"point is invalid" in answer, answer
+    assert influx_reading(influxd, influx_db) == set()
+
+    path = tmp_path / "lines.lp"
+    path.write_bytes(opening + b"\n" + following + b"\n")
+    read = reader_reading(path, "ns", 0).stored
+    expected = {
+        ("m", tags, "f", 10, ("float", 1.0)),
+        ("m", tags, 'g"h', 10, ("float", 2.0)),
+        ("m", (), "j", 20, ("integer", 4)),
+    }
+    assert read == expected
+    alone = influx_alone(influxd, [opening, following], {"db": influx_db}, 1)
+    assert alone == expected
+
+
+def test_influxdb_queries_one_spelling_of_a_series(
+    influxd: LocalInfluxd, influx_db: str, tmp_path: Path
+) -> None:
+    """The listed storage difference on its own: `t=\\=a` and `t==a` are the same tag to
+    1.x and to the reader; 1.x lists one series and returns the points of one spelling."""
+    body = b"m,t=\\=a a_0ax=1i 10\nm,t==a b_1ax=2i 20\n"
+    lines = body.splitlines()
+    assert raw_series_key(lines[0]) != raw_series_key(lines[1])
+    status, answer = _request(influxd.url, "/write", {"db": influx_db}, body)
+    assert status == 204, answer
+    series = json.loads(influxd.query("SHOW SERIES", influx_db))["results"][0]["series"]
+    assert len(series[0]["values"]) == 1
+
+    path = tmp_path / "lines.lp"
+    path.write_bytes(body)
+    reading = reader_reading(path, "ns", 0)
+    tags = (("t", "=a"),)
+    assert reading.stored == {
+        ("m", tags, "a_0ax", 10, ("integer", 1)),
+        ("m", tags, "b_1ax", 20, ("integer", 2)),
+    }
+    theirs = influx_reading(influxd, influx_db)
+    assert len(theirs) == 1 and theirs < reading.stored
+    assert respelled_lines(lines, reading, {("m", tags)}) == {0, 1}
+
+
 def _by_line(stored: set[Stored]) -> dict[int, set[Stored]]:
     out: dict[int, set[Stored]] = {}
+    # a field key a mutation made of other text (`1 -52=62`) names no line: it belongs to
+    # the line of its point's other fields, else to one named in its string value
+    points: dict[tuple[str, tuple[tuple[str, str], ...], int], set[int]] = {}
     for item in stored:
-        indexes = list(_line_of(item[2])) or [-1]
-        out.setdefault(indexes[0], set()).add(item)
+        index = _line_of(item)
+        if index >= 0:
+            points.setdefault((item[0], item[1], item[3]), set()).add(index)
+    for item in stored:
+        index = _line_of(item)
+        if index < 0:
+            owners = points.get((item[0], item[1], item[3]), set())
+            if len(owners) == 1:
+                index = next(iter(owners))
+            elif isinstance(item[4][1], str):
+                index = _last_line_number(item[4][1])
+        out.setdefault(index, set()).add(item)
     return out
 
 
-def swallowed_lines(lines: list[bytes]) -> set[int]:
-    """Lines InfluxDB joins to the one before, as scanLine in its models/points.go does: in the
-    field set a quote after more `=` than `,` opens a string, and a newline in it is kept."""
+def scanline_blocks(lines: list[bytes]) -> list[list[int]]:
+    """The lines InfluxDB 1.x reads as one record each, as scanLine in its models/points.go
+    splits a request body (`lines` joined by newlines).
+
+    scanLine counts quotes, not the grammar: from the first space on (a space at the start of
+    the line, or one after `\\\\` in a tag, counts too) a quote seen when more `=` than `,`
+    were counted opens or closes a "string", also in a field key or a tag value; a newline in
+    it does not end the record. A backslash skips the next byte, a newline too (unless it is
+    one of the body's last two bytes).
+    """
     body = b"\n".join(lines) + b"\n"
-    swallowed: set[int] = set()
+    starts = []
+    offset = 0
+    for line in lines:
+        starts.append(offset)
+        offset += len(line) + 1
+    blocks: list[list[int]] = []
     line_no = i = 0
     while i < len(body):
+        start = i
         fields = quoted = False
         equals = commas = 0
         while i < len(body):
             char = body[i]
-            if char == 0x5C:  # a backslash skips the next byte, a newline too
-                if body[i + 1 : i + 2] == b"\n":
-                    line_no += 1
-                    swallowed.add(line_no)
+            if char == 0x5C and i + 2 < len(body):
                 i += 2
                 continue
             fields = fields or char == 0x20
@@ -361,14 +503,18 @@ def swallowed_lines(lines: list[bytes]) -> set[int]:
                 commas += char == 0x2C
             elif fields and char == 0x22 and equals > commas:
                 quoted = not quoted
-            elif char == 0x0A:
-                line_no += 1
-                if not quoted:
-                    break
-                swallowed.add(line_no)
+            elif char == 0x0A and not quoted:
+                break
             i += 1
+        block = []
+        while line_no < len(starts) and starts[line_no] <= i:
+            if starts[line_no] >= start:
+                block.append(line_no)
+            line_no += 1
+        if block:
+            blocks.append(block)
         i += 1
-    return swallowed
+    return blocks
 
 
 def _explain(
@@ -378,22 +524,31 @@ def _explain(
     only_theirs: dict[int, set[Stored]],
     measurements: set[str],
     refused: set[int],
+    influx_series: set[tuple[str, tuple[tuple[str, str], ...]]],
 ) -> dict[int, str | None]:
     """Why each line differs: one of the differences `line_protocol.py` lists, or None."""
     # the batch InfluxDB read held the UTF-8 lines only
     batch = [index for index, line in enumerate(lines) if _is_utf8(line)]
-    swallowed = {batch[i] for i in swallowed_lines([lines[i] for i in batch])}
+    joined = {
+        batch[i]
+        for block in scanline_blocks([lines[i] for i in batch])
+        if len(block) > 1
+        for i in block
+    }
+    respelled = respelled_lines(lines, reading, influx_series)
     out: dict[int, str | None] = {}
     for index in only_ours.keys() | only_theirs.keys():
         line = lines[index] if 0 <= index < len(lines) else b""
         why: str | None = None
-        if index in only_ours and index not in only_theirs:
+        if index in refused and index in only_ours and index not in only_theirs:
+            why = "refused-name"
+        elif index in joined:
+            why = "joined"  # InfluxDB cut the records elsewhere: the lines are read alone too
+        elif index in only_ours and index not in only_theirs:
             # InfluxDB 1.x refused a line the reader takes
             names = {stored[0] for stored in only_ours[index]}
-            if index in swallowed:
-                why = "open-quote"
-            elif not _is_utf8(line) and index in refused:
-                why = "refused-name"
+            if index in respelled:
+                why = "respelled"
             elif all("\\" in name for name in names) and measurements:
                 why = "unselectable"
             elif index in reading.unsigned_lines:
@@ -403,13 +558,64 @@ def _explain(
         if line.endswith(b"\r") and why is None:
             why = "crlf"  # 1.x reads the \r as part of the line, also where it takes it
         elif (
-            index in only_theirs
+            why is None
+            and index in only_theirs
             and index not in only_ours
             and "after the string value" in _rejection(line)
         ):
             why = "after-quote"  # InfluxDB 1.x took a line the reader refuses
+        if why is None and _reader_joined(lines, index):
+            why = "joined"  # the reader joined it to a string left open before it
         out[index] = why
     return out
+
+
+_KEY_END = re.compile(r"(?<!\\) ")
+_TAG_SEPARATOR = re.compile(r"(?<!\\),")
+
+
+def raw_series_key(line: bytes) -> tuple[str, ...]:
+    """A line's series key as written: measurement, then the tags sorted (InfluxDB sorts
+    them), with their escapes. In the series key a separator after a backslash is escaped."""
+    text = line.decode(errors="replace").lstrip(" \t\x00")
+    key = _KEY_END.split(text, maxsplit=1)[0]
+    measurement, *tags = _TAG_SEPARATOR.split(key)
+    return (measurement, *sorted(tags))
+
+
+def respelled_lines(
+    lines: list[bytes],
+    reading: Reading,
+    influx_series: set[tuple[str, tuple[tuple[str, str], ...]]],
+) -> set[int]:
+    """Lines of a series InfluxDB stores that other lines spell differently (`\\"` and `"`
+    in a measurement, `\\=a` and `=a` in a tag value): 1.x keeps one spelling of the series
+    key in its index, and a query returns the points of that spelling only."""
+    spellings: dict[tuple[str, tuple[tuple[str, str], ...]], dict[tuple[str, ...], set[int]]]
+    spellings = {}
+    for index, items in _by_line(reading.stored).items():
+        if 0 <= index < len(lines):
+            for measurement, tags, _, _, _ in items:
+                series = spellings.setdefault((measurement, tags), {})
+                series.setdefault(raw_series_key(lines[index]), set()).add(index)
+    return {
+        index
+        for series, spelled in spellings.items()
+        if len(spelled) > 1 and series in influx_series
+        for indexes in spelled.values()
+        for index in indexes
+    }
+
+
+READER_JOIN_REACH = 8
+"""How many lines back a string the reader sees open may have begun."""
+
+
+def _reader_joined(lines: list[bytes], index: int) -> bool:
+    """Whether a line before `index` (one of the last few) opens a string the reader sees left
+    open on its line, so that the reader may have joined `index` to it."""
+    before = lines[max(0, index - READER_JOIN_REACH) : max(0, index)]
+    return any("unterminated string" in _rejection(line) for line in before)
 
 
 def _is_utf8(line: bytes) -> bool:
@@ -420,6 +626,7 @@ def _is_utf8(line: bytes) -> bool:
     return True
 
 
+@functools.cache
 def _rejection(line: bytes) -> str:
     """Why the files reader refuses `line` alone, or "" when it takes it."""
     with tempfile.TemporaryDirectory() as folder:
