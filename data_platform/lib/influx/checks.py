@@ -122,8 +122,21 @@ def warehouse_stats(
     The window's rows are counted per tag_id first, then only those tag_ids' registry rows are
     read, by primary key (the CTEs keep the planner from reaching them through the source's
     rows, as it may when the registry has no statistics yet), never the whole registry.
+
+    The count hashes by tag_id: right after a window's COPY the table has no statistics for
+    it, and the planner would sort the window's rows instead (on disk for a few million; 0.83 s
+    against 0.37 s for 6 M rows and 300 signals).
     """
-    rows = conn.execute(
+    with conn.transaction():
+        conn.execute("SET LOCAL enable_sort = off")
+        rows = _window_stats(conn, tables, source, measurement, window)
+    return {f: (n, lo, hi) for f, n, lo, hi in rows}
+
+
+def _window_stats(
+    conn: psycopg.Connection, tables: HistorianTables, source: str, measurement: str, window: Window
+) -> list[tuple[str, int, datetime, datetime]]:
+    return conn.execute(
         sql.SQL(
             """
             WITH per_tag AS MATERIALIZED (
@@ -141,7 +154,6 @@ def warehouse_stats(
         ).format(hist=tables.hist, tags=tables.tags),
         [window.start, window.end, source, measurement],
     ).fetchall()
-    return {f: (n, lo, hi) for f, n, lo, hi in rows}
 
 
 def _us(moment: datetime) -> int:
