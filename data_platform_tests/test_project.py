@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -228,11 +229,17 @@ def test_just_migrate_backfills_a_range_in_one_run_with_one_planned_event_per_as
     with dg_instance(project / ".dagster_home") as instance:
         run = instance.get_run_by_id(run_id)
         assert run is not None
-        assert "in_process" in run.run_config.get("execution", {}).get("config", {})
+        execution = cast(dict[str, Any], run.run_config.get("execution", {}))
+        assert "in_process" in execution.get("config", {})
         planned = instance.get_records_for_run(
             run_id, of_type=dagster_api.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
         ).records
-        keys = [r.event_log_entry.get_dagster_event().asset_key for r in planned]
+        keys = [
+            key
+            for r in planned
+            if (key := r.event_log_entry.get_dagster_event().asset_key) is not None
+        ]
+        assert len(keys) == len(planned)
         assert len(keys) == len(set(keys)), "one planned event per asset, not per partition"
         ingest = dagster_api.AssetKey(["plant_east", "pump"])
         assert ingest in keys

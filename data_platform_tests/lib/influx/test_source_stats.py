@@ -6,9 +6,11 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime
+from typing import cast
 
 from data_platform.lib.influx.checks import SourceStats
 from data_platform.lib.influx.reader.model import FieldStats
+from data_platform.lib.influx.reader.protocol import InfluxReader
 from data_platform.lib.timing.window import Window
 
 WINDOW = Window(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 1, tzinfo=UTC))
@@ -33,7 +35,7 @@ class CountingReader:
 def test_a_server_reader_is_asked_in_a_thread_as_the_run_starts() -> None:
     reader = CountingReader(beside=True, delay_s=0.2)
     started = time.monotonic()
-    with SourceStats(reader, WINDOW, ["m1", "m22"]) as stats:
+    with SourceStats(cast(InfluxReader, reader), WINDOW, ["m1", "m22"]) as stats:
         time.sleep(0.5)  # the run writes its windows meanwhile
         waited = time.monotonic()
         assert stats.of("m22")["value"].count == 3
@@ -47,7 +49,7 @@ def test_a_server_reader_is_asked_in_a_thread_as_the_run_starts() -> None:
 
 def test_a_reader_without_the_promise_is_asked_when_the_check_needs_it() -> None:
     for reader in (CountingReader(beside=None), CountingReader(beside=False)):
-        with SourceStats(reader, WINDOW, ["m1"]) as stats:
+        with SourceStats(cast(InfluxReader, reader), WINDOW, ["m1"]) as stats:
             assert reader.asked == []
             assert stats.of("m1")["value"].count == 2
         assert [(m, t) for m, t, _ in reader.asked] == [("m1", threading.current_thread().name)]
@@ -55,7 +57,7 @@ def test_a_reader_without_the_promise_is_asked_when_the_check_needs_it() -> None
 
 def test_a_measurement_not_asked_ahead_is_asked_then() -> None:
     reader = CountingReader(beside=True)
-    with SourceStats(reader, WINDOW, []) as stats:
+    with SourceStats(cast(InfluxReader, reader), WINDOW, []) as stats:
         assert stats.of("m333")["value"].count == 4
     assert [m for m, _, _ in reader.asked] == ["m333"]
 
@@ -64,7 +66,7 @@ def test_a_failed_run_does_not_wait_for_the_counts() -> None:
     reader = CountingReader(beside=True, delay_s=3.0)
     started = time.monotonic()
     try:
-        with SourceStats(reader, WINDOW, ["m1", "m2"]):
+        with SourceStats(cast(InfluxReader, reader), WINDOW, ["m1", "m2"]):
             raise RuntimeError("a window failed")
     except RuntimeError:
         pass
