@@ -98,6 +98,24 @@ class SignalRegistry:
         ).fetchall()
         return self._cached(rows)
 
+    def without_values(
+        self, conn: psycopg.Connection, signals: Sequence[RegisteredSignal]
+    ) -> list[Signal]:
+        """Those of `signals` that hold no row at all in the value table: registered but never
+        carrying a value (as the old series x field discovery registered them), or whose every
+        value is gone. One probe of the (tag_id, ts) index per signal."""
+        if not signals:
+            return []
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT t.id FROM unnest(%s::integer[]) AS t(id) "
+                "WHERE NOT EXISTS (SELECT 1 FROM {hist} h WHERE h.tag_id = t.id)"
+            ).format(hist=self.tables.hist),
+            [[s.tag_id for s in signals]],
+        ).fetchall()
+        empty = {tag_id for (tag_id,) in rows}
+        return [s.signal for s in signals if s.tag_id in empty]
+
     def ensure(
         self,
         conn: psycopg.Connection,

@@ -408,7 +408,8 @@ def step_seconds(
 
 def refresh_registry(plan: IngestPlan, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Discover the signals with values (look-back before each measurement's newest point),
-    upsert them, record type changes and stamp the signals that left the source."""
+    upsert them, record type changes and stamp the signals that left the source or hold no
+    value anywhere (a stamp is cleared when the signal is found again)."""
     with open_reader(plan) as reader, warehouse.connection() as conn:
         ensure_tables(conn, plan.tables)
         registry = new_registry(plan)
@@ -429,8 +430,14 @@ def refresh_registry(plan: IngestPlan, warehouse: WarehouseResource) -> dg.Mater
             for s in before
             if s not in found_signals and all(found.gone(s) for found in found_all)
         ]
+        # Silent in the look-back and holding no value at all: registered without ever
+        # carrying one (the old series x field discovery did), or every value is gone.
+        gone = set(removed)
+        empty = registry.without_values(
+            conn, [r for s, r in before.items() if s not in found_signals and s not in gone]
+        )
         changed = registry.update_types(conn, field_types)
-        registry.mark_removed(conn, removed, found_signals)
+        registry.mark_removed(conn, [*removed, *empty], found_signals)
         conn.commit()
         metadata = reader_metadata(reader)
     windows = {m: w for found in found_all for m, w in found.windows.items()}
@@ -439,9 +446,11 @@ def refresh_registry(plan: IngestPlan, warehouse: WarehouseResource) -> dg.Mater
             "signals": dg.MetadataValue.int(len(found_signals)),
             "added": dg.MetadataValue.int(len(added)),
             "removed": dg.MetadataValue.int(len(removed)),
+            "without_values": dg.MetadataValue.int(len(empty)),
             "type_changes": dg.MetadataValue.json(changed),
             "added_preview": dg.MetadataValue.json([s.key for s in added[:20]]),
             "removed_preview": dg.MetadataValue.json([s.key for s in removed[:20]]),
+            "without_values_preview": dg.MetadataValue.json([s.key for s in empty[:20]]),
             "discovery_windows": dg.MetadataValue.json(windows),
             "dagster/row_count": dg.MetadataValue.int(len(found_signals)),
             **metadata,

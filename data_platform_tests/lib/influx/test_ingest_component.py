@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from data_platform.lib.historian.signals import Signal
 from data_platform.lib.warehouse import WarehouseResource
 from data_platform.utils.local_servers import LocalInfluxd, free_port
 from data_platform_tests.helpers import (
@@ -360,6 +361,52 @@ def test_registry_asset_records_added_and_removed(influxd, influx_db, warehouse_
         "SELECT count(*) FROM raw.influx_tag WHERE removed_at IS NOT NULL"
     ).fetchone()
     assert removed == (4,)
+
+
+def test_registry_asset_stamps_signals_that_hold_no_value(
+    influxd, influx_db, warehouse_url, pg_conn
+):
+    """Registered signals that never carried a value (the old series x field discovery
+    registered every series with every field of its measurement) are stamped removed; a signal
+    silent in the look-back that holds rows in the warehouse is not, nor is a found one."""
+    t0 = ns(T0)
+    ten_days = 10 * 86_400 * NS
+    influxd.write_lines(
+        influx_db,
+        "\n".join(
+            [f"sparse,s=a x=1 {t0}", f"sparse,s=b y=2 {t0}", f"sparse,s=c x=3 {t0 - ten_days}"]
+        ),
+    )
+    registry_key = dg.AssetKey(["plant", "influx_tags"])
+    config = attrs(influxd, influx_db, measurements=[{"name": "sparse"}])
+    with load_yaml_component(config) as (_c, defs):
+        first = run_assets(defs, warehouse_url, selection=[registry_key])
+        assert materializations(first)[registry_key]["added"] == 2  # a.x and b.y
+        # What an older registry holds besides: the cross product's a.y and b.x, and c.x,
+        # silent in the 7-day look-back but ingested earlier.
+        ids = {}
+        for series, fld in (("a", "y"), ("b", "x"), ("c", "x")):
+            signal = Signal("plant", "sparse", (("s", series),), fld)
+            row = pg_conn.execute(
+                "INSERT INTO raw.influx_tag (key, tag_name, source, measurement, tags, field) "
+                "VALUES (%s, %s, 'plant', 'sparse', %s::jsonb, %s) RETURNING tag_id",
+                [signal.key, f"old.{series}.{fld}", f'{{"s": "{series}"}}', fld],
+            ).fetchone()
+            assert row is not None
+            ids[f"{series}.{fld}"] = row[0]
+        pg_conn.execute(
+            "INSERT INTO raw.influx_hist (ts, tag_id, value) VALUES (%s, %s, 3)",
+            [T0 - timedelta(days=10), ids["c.x"]],
+        )
+        second = run_assets(defs, warehouse_url, selection=[registry_key])
+    meta = materializations(second)[registry_key]
+    assert meta["signals"] == 2 and meta["added"] == 0 and meta["removed"] == 0
+    assert meta["without_values"] == 2
+    stamped = pg_conn.execute(
+        "SELECT tag_name, removed_at IS NOT NULL FROM raw.influx_tag ORDER BY tag_name"
+    ).fetchall()
+    assert [name for name, is_stamped in stamped if is_stamped] == ["old.a.y", "old.b.x"]
+    assert len(stamped) == 5
 
 
 def test_signal_name_template_and_units(influxd, influx_db, warehouse_url, pg_conn):
