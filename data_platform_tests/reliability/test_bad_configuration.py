@@ -149,6 +149,16 @@ INGEST_CASES = [
         id="bad-duration",
     ),
     pytest.param(
+        "partitions.backfill_window",
+        "90 minutes",
+        [
+            "partitions.backfill_window",
+            "'90 minutes' is not a whole number of 1 hour partitions",
+            "Fix: use a multiple of the partition width",
+        ],
+        id="backfill-window-not-whole-partitions",
+    ),
+    pytest.param(
         "checks.max_lag", "soon", ["max_lag", "write a number and a unit"], id="bad-check-duration"
     ),
     pytest.param(

@@ -21,6 +21,7 @@ from data_platform.lib.influx.reader.filters import TagFilter
 from data_platform.lib.influx.reader.query import SeriesQuery
 from data_platform.lib.influx.reader.settings import InfluxSettings
 from data_platform.lib.timing.durations import format_interval, parse_duration
+from data_platform.lib.timing.errors import SettingError
 from data_platform.lib.timing.partitions import Partitions
 from data_platform.lib.timing.window import Window
 
@@ -114,6 +115,8 @@ class IngestPlan:
     tables: HistorianTables
     partitions: Partitions
     lateness: timedelta
+    backfill_window: timedelta
+    """A range run's windows: a whole number of partitions."""
     checks: CheckThresholds
     signal_name: str | None
     units: Mapping[str, str]
@@ -130,15 +133,35 @@ class IngestPlan:
         return self.server.pool if self.reads == "influx" and self.server else None
 
     def windows(self, run: Window) -> list[Window]:
-        """A run's partition range cut into partition-wide slices, each replaced atomically;
-        the first one reaches back `lateness` for late points."""
-        slices = run.slices(self.partitions.width)
+        """A run's partition range cut into slices of whole partitions (`backfill_window`
+        wide at most), each replaced atomically; the first one reaches back `lateness` for
+        late points. A one-partition run is one window."""
+        slices = run.slices(self.backfill_window)
         if self.lateness and slices:
             slices[0] = Window(slices[0].start - self.lateness, slices[0].end)
         return slices
 
     def unit_of(self, measurement: str, field_name: str) -> str | None:
         return self.units.get(f"{measurement}.{field_name}") or self.units.get(field_name)
+
+
+DEFAULT_BACKFILL_WINDOW = timedelta(days=1)
+
+
+def _backfill_window(value: str | None, width: timedelta) -> timedelta:
+    """A range run's window: `value` (whole partitions), else a day, at least one partition."""
+    if value is None:
+        return max(width, DEFAULT_BACKFILL_WINDOW)
+    path = ("partitions", "backfill_window")
+    window = parse_duration(value, path)
+    if window < width or window % width:
+        raise SettingError(
+            path,
+            f"{value!r} is not a whole number of {format_interval(width)} partitions",
+            f"use a multiple of the partition width, e.g. '{format_interval(width)}' (one "
+            f"partition at a time) or '1 day'",
+        )
+    return window
 
 
 def ingest_plan(
@@ -169,6 +192,7 @@ def ingest_plan(
         if partitions.lateness is not None
         else timedelta()
     )
+    backfill_window = _backfill_window(partitions.backfill_window, parsed.width)
     max_lag = (
         parse_duration(checks.max_lag, ("checks", "max_lag"))
         if checks.max_lag is not None
@@ -198,6 +222,7 @@ def ingest_plan(
         ),
         partitions=parsed,
         lateness=lateness,
+        backfill_window=backfill_window,
         checks=CheckThresholds(
             max_lag=max_lag,
             gap_factor=checks.gap_factor,

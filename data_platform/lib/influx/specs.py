@@ -264,6 +264,13 @@ class IngestPartitionsSpec(PartitionsSpec):
         description="Also re-read this much before each run's first window, for late points.",
         examples=["2h", "1 hour 30 minutes"],
     )
+    backfill_window: str | None = Field(
+        default=None,
+        description="A run of several partitions (a backfill) replaces them in windows of up "
+        "to this long, each in one transaction; a whole number of partitions (default: 1 day). "
+        "The partition width replaces one partition at a time.",
+        examples=["1 day", "6h"],
+    )
 
     @field_validator("end_offset")
     @classmethod

@@ -154,17 +154,26 @@ def test_empty_window_succeeds_with_no_rows(influxd, influx_db, warehouse_url, p
     assert pg_conn.execute("SELECT count(*) FROM raw.influx_hist").fetchone() == (0,)
 
 
+@pytest.mark.parametrize(
+    ("backfill_window", "windows"),
+    [(None, 1), ("1h", 6), ("2 hours", 3), ("4h", 2)],
+    ids=["a-day-by-default", "one-partition-at-a-time", "two-partitions", "a-shorter-last-one"],
+)
 def test_backfill_range_runs_as_one_run_in_atomic_slices(
-    influxd, influx_db, warehouse_url, pg_conn
+    influxd, influx_db, warehouse_url, pg_conn, backfill_window, windows
 ):
     influxd.write_lines(influx_db, "\n".join(plant_lines(hours=6, step_s=300)))
-    with load_yaml_component(attrs(influxd, influx_db)) as (_c, defs):
+    partitions = {"start": "2024-03-01", "granularity": "hourly"}
+    if backfill_window is not None:
+        partitions["backfill_window"] = backfill_window
+    config = attrs(influxd, influx_db, partitions=partitions)
+    with load_yaml_component(config) as (_c, defs):
         result = run_assets(
             defs, warehouse_url, partition_range=("2024-03-01-00:00", "2024-03-01-05:00")
         )
     assert result.success
     meta = materializations(result)[dg.AssetKey(["plant", "inverter"])]
-    assert meta["windows"] == 6
+    assert meta["windows"] == windows
     assert meta["dagster/row_count"] == 6 * 12 * 2 * 4
     assert pg_conn.execute("SELECT count(*) FROM raw.influx_hist").fetchone() == (6 * 12 * 9,)
     # Each partition of the range is recorded as materialized.
