@@ -65,6 +65,33 @@ def project(influx_url: str, database: str, schema: str) -> dict[str, dict[str, 
     return {"mig": ingest, "rollups": rollups}
 
 
+def materialize_the_range(
+    influx_url: str,
+    database: str,
+    schema: str,
+    warehouse: WarehouseResource,
+    instance: dg.DagsterInstance | None = None,
+) -> tuple[dg.ExecuteInJobResult, list[dg.AssetKey]]:
+    """Ingest and rollups of the sample project over 2024-03-01...2024-03-03 as one run; the
+    result and the asset keys it selected (every asset but the registry)."""
+    with create_defs_folder_sandbox() as sandbox:
+        write(sandbox.defs_folder_path, project(influx_url, database, schema))
+        with sandbox.build_all_defs() as defs:
+            assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
+            keys = [k for a in assets for k in a.keys if k.path[-1] != "influx_tags"]
+            result = dg.materialize(
+                assets,
+                selection=keys,
+                instance=instance,
+                tags={
+                    "dagster/asset_partition_range_start": "2024-03-01",
+                    "dagster/asset_partition_range_end": "2024-03-03",
+                },
+                resources={"warehouse": warehouse},
+            )
+    return result, keys
+
+
 @pytest.mark.parametrize(
     "engine", ["postgresql", pytest.param("timescaledb", marks=pytest.mark.timescale)]
 )
@@ -74,24 +101,8 @@ def test_ingest_and_rollups_over_a_range_in_one_run(
     url = request.getfixturevalue("timescale_url" if engine == "timescaledb" else "warehouse_url")
     schema = f"mig_{engine[:2]}"
     influxd.write_lines(influx_db, lines())
-    with create_defs_folder_sandbox() as sandbox:
-        write(sandbox.defs_folder_path, project(influxd.url, influx_db, schema))
-        with sandbox.build_all_defs() as defs:
-            assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
-            keys = [k for a in assets for k in a.keys if k.path[-1] != "influx_tags"]
-            result = dg.materialize(
-                assets,
-                selection=keys,
-                tags={
-                    "dagster/asset_partition_range_start": "2024-03-01",
-                    "dagster/asset_partition_range_end": "2024-03-03",
-                },
-                resources={
-                    "warehouse": WarehouseResource(
-                        url=url, prepared_statements=engine != "timescaledb"
-                    )
-                },
-            )
+    warehouse = WarehouseResource(url=url, prepared_statements=engine != "timescaledb")
+    result, _keys = materialize_the_range(influxd.url, influx_db, schema, warehouse)
     assert result.success
     meta = {key.to_user_string(): m for key, m in materializations(result).items()}
     assert meta["rollups/mig_15m"]["engine"].startswith(engine)
@@ -137,24 +148,10 @@ def test_range_on_batched_postgres_storage_records_every_partition(
         f"{storage.replace('postgresql://', 'postgresql+psycopg2://')!r}\n"
     )
     influxd.write_lines(influx_db, lines())
-    with (
-        dg.DagsterInstance.from_config(str(tmp_path)) as instance,
-        create_defs_folder_sandbox() as sandbox,
-    ):
-        write(sandbox.defs_folder_path, project(influxd.url, influx_db, "mig_batched"))
-        with sandbox.build_all_defs() as defs:
-            assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
-            keys = [k for a in assets for k in a.keys if k.path[-1] != "influx_tags"]
-            result = dg.materialize(
-                assets,
-                selection=keys,
-                instance=instance,
-                tags={
-                    "dagster/asset_partition_range_start": "2024-03-01",
-                    "dagster/asset_partition_range_end": "2024-03-03",
-                },
-                resources={"warehouse": WarehouseResource(url=warehouse_url)},
-            )
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        result, keys = materialize_the_range(
+            influxd.url, influx_db, "mig_batched", WarehouseResource(url=warehouse_url), instance
+        )
         assert result.success
         assert not [e for e in result.get_asset_check_evaluations() if not e.passed]
         planned = instance.get_records_for_run(
